@@ -1,0 +1,762 @@
+/*-------------------------------------------------------------------------
+ *
+ * fdw.c
+ *		  The foreign-data wrapper handler: planner and executor callbacks.
+ *
+ * Plan time decides which clauses become API parameters (pushdown.c) and
+ * stores them in the plan as a spec list plus value expressions, so EXPLAIN
+ * can print the remote requests without touching the network and generic
+ * plans evaluate their parameters at execution.  Every clause also stays in
+ * the plan's local quals.  Execution walks the requests one page at a time in
+ * a memory context that is reset before each fetch, so a scan of any size
+ * runs in the memory of one page.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "crm_fdw.h"
+
+#include <math.h>
+
+#include "access/table.h"
+#include "commands/defrem.h"
+#include "commands/explain.h"
+#include "executor/executor.h"
+#include "foreign/fdwapi.h"
+#include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
+#include "optimizer/cost.h"
+#include "optimizer/optimizer.h"
+#include "optimizer/pathnode.h"
+#include "optimizer/paths.h"
+#include "optimizer/planmain.h"
+#include "optimizer/restrictinfo.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/ruleutils.h"
+
+
+PG_MODULE_MAGIC;
+
+PG_FUNCTION_INFO_V1(crm_fdw_handler);
+
+/* Slots of ForeignScan.fdw_private; fdw_exprs holds the specs' values. */
+enum FdwScanPrivateIndex
+{
+	FdwScanPrivateResource,		/* Integer: CrmResource */
+	FdwScanPrivateMinutes,		/* Integer: minutes of "recent" */
+	FdwScanPrivatePerPage,		/* Integer: per_page of list requests */
+	FdwScanPrivateSpecs,		/* List of spec Nodes, parallel to fdw_exprs */
+	FdwScanPrivateRetrievedAttrs	/* List of Integer attnums to convert */
+};
+
+/* Planner state of one foreign relation (baserel->fdw_private). */
+typedef struct CrmRelInfo
+{
+	CrmResource resource;
+	int			minutes;
+	int			page_size;
+	int			nfields;
+	CrmField   *fields;			/* by attnum - 1 */
+	bool		all_pushed;		/* every restriction clause is pushable */
+	int			nids;			/* id = / IN with constant values: how many */
+} CrmRelInfo;
+
+/* Executor state of one scan. */
+typedef struct CrmScanState
+{
+	CrmConnInfo *conn;			/* NULL under EXPLAIN without ANALYZE */
+	CrmResource resource;
+	int			minutes;
+	int			per_page;
+	List	   *specs;
+	List	   *value_states;	/* ExprStates of fdw_exprs */
+
+	int			ncols;
+	CrmColumn  *cols;			/* retrieved columns */
+	Datum	   *col_values;
+	bool	   *col_nulls;
+
+	MemoryContext batch_cxt;	/* one response and its rows; reset per fetch */
+	List	   *requests;		/* of CrmRequest, allocated per (re)scan */
+	bool		requests_built;
+	ListCell   *cur_request;
+	int			page;			/* last page fetched of cur_request */
+	bool		more_pages;
+
+	/* rows of the current response */
+	json_t	   *rows;
+	size_t		row_index;
+	CrmCsv	   *csv;
+	ListCell   *csv_row;
+	int		   *csv_field;		/* per retrieved column: header index, or -1 */
+
+	CrmHttpStats stats;
+	List	   *shown_requests; /* paths of the first execution, for EXPLAIN ANALYZE */
+} CrmScanState;
+
+/* Rows assumed when nothing better is known: a realistic booking table. */
+#define CRM_DEFAULT_ROWS			1000.0
+#define CRM_RECENT_ROWS				50.0
+/* A remote round trip, in planner cost units: far dearer than a page read. */
+#define CRM_REQUEST_COST			100.0
+#define CRM_ROW_COST				(cpu_tuple_cost * 4)
+/* EXPLAIN lists at most this many requests of a scan. */
+#define CRM_EXPLAIN_MAX_REQUESTS	10
+
+static void crmGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid);
+static void crmGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid);
+static ForeignScan *crmGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel,
+									  Oid foreigntableid, ForeignPath *best_path,
+									  List *tlist, List *scan_clauses, Plan *outer_plan);
+static void crmBeginForeignScan(ForeignScanState *node, int eflags);
+static TupleTableSlot *crmIterateForeignScan(ForeignScanState *node);
+static void crmReScanForeignScan(ForeignScanState *node);
+static void crmEndForeignScan(ForeignScanState *node);
+static void crmExplainForeignScan(ForeignScanState *node, ExplainState *es);
+
+Datum
+crm_fdw_handler(PG_FUNCTION_ARGS)
+{
+	FdwRoutine *routine = makeNode(FdwRoutine);
+
+	routine->GetForeignRelSize = crmGetForeignRelSize;
+	routine->GetForeignPaths = crmGetForeignPaths;
+	routine->GetForeignPlan = crmGetForeignPlan;
+	routine->BeginForeignScan = crmBeginForeignScan;
+	routine->IterateForeignScan = crmIterateForeignScan;
+	routine->ReScanForeignScan = crmReScanForeignScan;
+	routine->EndForeignScan = crmEndForeignScan;
+	routine->ExplainForeignScan = crmExplainForeignScan;
+	routine->ImportForeignSchema = crmImportForeignSchema;
+
+	PG_RETURN_POINTER(routine);
+}
+
+/* ---------- planning ---------- */
+
+/* Number of constant ids a pushable id clause names, or 1 when not constant. */
+static int
+crm_count_ids(CrmPushCond *cond)
+{
+	Const	   *c;
+
+	if (!IsA(cond->value, Const))
+		return 1;
+	c = (Const *) cond->value;
+	if (c->constisnull)
+		return 0;
+	if (cond->op == CRM_OP_EQ)
+		return 1;
+	return ArrayGetNItems(ARR_NDIM(DatumGetArrayTypeP(c->constvalue)),
+						  ARR_DIMS(DatumGetArrayTypeP(c->constvalue)));
+}
+
+/*
+ * Classify the restriction clauses and estimate the size of the relation.
+ * No request is made: estimates come from defaults and clause selectivity,
+ * never 0, so the planner does not mistake an API scan for a cheap inner.
+ */
+static void
+crmGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
+{
+	CrmRelInfo *info = palloc0(sizeof(CrmRelInfo));
+	ForeignTable *table = GetForeignTable(foreigntableid);
+	CrmServerOptions sopts;
+	Relation	rel;
+	TupleDesc	tupdesc;
+	ListCell   *lc;
+	double		rows;
+	int			i;
+
+	baserel->fdw_private = info;
+	info->resource = crmGetTableResource(foreigntableid, &info->minutes);
+	crmGetServerOptions(GetForeignServer(table->serverid), &sopts);
+	info->page_size = sopts.page_size;
+
+	rel = table_open(foreigntableid, NoLock);
+	tupdesc = RelationGetDescr(rel);
+	info->nfields = tupdesc->natts;
+	info->fields = palloc0(sizeof(CrmField) * Max(tupdesc->natts, 1));
+	for (i = 0; i < tupdesc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(tupdesc, i);
+		char	   *path;
+
+		if (att->attisdropped)
+			continue;
+		path = crmGetColumnJsonPath(foreigntableid, att->attnum, NameStr(att->attname));
+		info->fields[i] = crmColumnField(info->resource, path, att->atttypid);
+	}
+	table_close(rel, NoLock);
+
+	info->all_pushed = true;
+	info->nids = -1;
+	foreach(lc, baserel->baserestrictinfo)
+	{
+		RestrictInfo *ri = lfirst_node(RestrictInfo, lc);
+		CrmPushCond cond;
+
+		if (!crmPushableCondition(root, baserel, info->fields, info->nfields,
+								  ri->clause, &cond))
+		{
+			info->all_pushed = false;
+			continue;
+		}
+		if (cond.field == CRM_FIELD_ID)
+		{
+			int			n = crm_count_ids(&cond);
+
+			info->nids = info->nids < 0 ? n : Min(info->nids, n);
+		}
+	}
+
+	switch (info->resource)
+	{
+		case CRM_RESOURCE_STATS:
+			rows = 1;
+			break;
+		case CRM_RESOURCE_RECENT:
+			rows = CRM_RECENT_ROWS;
+			break;
+		default:
+			rows = baserel->tuples > 0 ? baserel->tuples : CRM_DEFAULT_ROWS;
+			break;
+	}
+	if (info->nids >= 0)
+		rows = info->nids;
+	else
+		rows *= clauselist_selectivity(root, baserel->baserestrictinfo, 0,
+									   JOIN_INNER, NULL);
+	baserel->rows = clamp_row_est(rows);
+}
+
+/* Total cost of fetching rows through requests. */
+static void
+crm_estimate_cost(CrmRelInfo *info, double rows, bool by_id,
+				  Cost *startup, Cost *total)
+{
+	double		requests;
+
+	if (by_id)
+		requests = Max(rows, 1);
+	else if (info->resource == CRM_RESOURCE_APPOINTMENTS)
+		requests = Max(ceil(rows / info->page_size), 1);
+	else
+		requests = 1;
+	*startup = CRM_REQUEST_COST;
+	*total = requests * CRM_REQUEST_COST + rows * CRM_ROW_COST;
+}
+
+/* generate_implied_equalities_for_column callback: is em our id column? */
+static bool
+crm_ec_member_is_id(PlannerInfo *root, RelOptInfo *rel, EquivalenceClass *ec,
+					EquivalenceMember *em, void *arg)
+{
+	CrmRelInfo *info = (CrmRelInfo *) arg;
+	Var		   *var = (Var *) em->em_expr;
+
+	return IsA(var, Var) && var->varno == rel->relid && var->varlevelsup == 0 &&
+		var->varattno > 0 && var->varattno <= info->nfields &&
+		info->fields[var->varattno - 1] == CRM_FIELD_ID;
+}
+
+/*
+ * Add a path parameterized by the outer relation of an "id = outer.col"
+ * clause: a nested loop then fetches one appointment by id per outer row.
+ */
+static void
+crm_add_id_param_path(PlannerInfo *root, RelOptInfo *baserel, CrmRelInfo *info,
+					  RestrictInfo *ri, List **seen)
+{
+	CrmPushCond cond;
+	Relids		required_outer;
+	ParamPathInfo *ppi;
+	Cost		startup;
+	Cost		total;
+	ListCell   *lc;
+
+	if (!crmPushableCondition(root, baserel, info->fields, info->nfields,
+							  ri->clause, &cond) ||
+		cond.field != CRM_FIELD_ID || cond.op != CRM_OP_EQ)
+		return;
+	required_outer = bms_difference(ri->clause_relids, bms_make_singleton(baserel->relid));
+	if (bms_is_empty(required_outer))
+		return;
+	foreach(lc, *seen)
+		if (bms_equal((Relids) lfirst(lc), required_outer))
+			return;
+	*seen = lappend(*seen, required_outer);
+
+	ppi = get_baserel_parampathinfo(root, baserel, required_outer);
+	crm_estimate_cost(info, 1, true, &startup, &total);
+	add_path(baserel, (Path *)
+			 create_foreignscan_path(root, baserel, NULL, 1, startup, total,
+									 NIL, ppi->ppi_req_outer, NULL, NIL));
+}
+
+/*
+ * One unparameterized path, plus parameterized paths for joins on id.
+ */
+static void
+crmGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
+{
+	CrmRelInfo *info = (CrmRelInfo *) baserel->fdw_private;
+	Cost		startup;
+	Cost		total;
+	List	   *seen = NIL;
+	ListCell   *lc;
+
+	crm_estimate_cost(info, baserel->rows, info->nids >= 0, &startup, &total);
+	add_path(baserel, (Path *)
+			 create_foreignscan_path(root, baserel, NULL, baserel->rows,
+									 startup, total, NIL, NULL, NULL, NIL));
+
+	if (info->resource != CRM_RESOURCE_APPOINTMENTS)
+		return;
+
+	foreach(lc, baserel->joininfo)
+	{
+		RestrictInfo *ri = lfirst_node(RestrictInfo, lc);
+
+		if (!join_clause_is_movable_to(ri, baserel))
+			continue;
+		crm_add_id_param_path(root, baserel, info, ri, &seen);
+	}
+	if (baserel->has_eclass_joins)
+	{
+		List	   *clauses = generate_implied_equalities_for_column(root, baserel,
+																	 crm_ec_member_is_id,
+																	 info,
+																	 baserel->lateral_referencers);
+
+		foreach(lc, clauses)
+			crm_add_id_param_path(root, baserel, info, lfirst_node(RestrictInfo, lc), &seen);
+	}
+}
+
+/*
+ * May the scan ask for fewer rows per page because of a LIMIT?  Only when the
+ * scan alone feeds the LIMIT and the remote applies every clause; otherwise
+ * small pages would only cost more requests.
+ */
+static int
+crm_limit_per_page(PlannerInfo *root, RelOptInfo *baserel, CrmRelInfo *info)
+{
+	Query	   *parse = root->parse;
+
+	if (root->limit_tuples <= 0 || !info->all_pushed ||
+		bms_membership(root->all_baserels) != BMS_SINGLETON ||
+		parse->sortClause || parse->groupClause || parse->groupingSets ||
+		parse->hasAggs || parse->hasWindowFuncs || parse->distinctClause ||
+		parse->setOperations || parse->hasTargetSRFs || root->hasHavingQual)
+		return info->page_size;
+	return (int) Min((double) info->page_size, Max(ceil(root->limit_tuples), 1));
+}
+
+static ForeignScan *
+crmGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
+				  ForeignPath *best_path, List *tlist, List *scan_clauses,
+				  Plan *outer_plan)
+{
+	CrmRelInfo *info = (CrmRelInfo *) baserel->fdw_private;
+	List	   *specs = NIL;
+	List	   *values = NIL;
+	List	   *retrieved = NIL;
+	Bitmapset  *attrs = NULL;
+	List	   *local_exprs;
+	List	   *fdw_private;
+	ListCell   *lc;
+	int			i;
+
+	/* Every clause is checked locally; pushed ones also go to the API. */
+	local_exprs = extract_actual_clauses(scan_clauses, false);
+	foreach(lc, scan_clauses)
+	{
+		RestrictInfo *ri = lfirst_node(RestrictInfo, lc);
+		CrmPushCond cond;
+
+		if (ri->pseudoconstant)
+			continue;
+		if (crmPushableCondition(root, baserel, info->fields, info->nfields,
+								 ri->clause, &cond))
+		{
+			specs = lappend(specs, crmSpecToNode(cond.field, cond.op));
+			values = lappend(values, cond.value);
+		}
+	}
+
+	/* Only columns the query reads are converted from JSON. */
+	pull_varattnos((Node *) baserel->reltarget->exprs, baserel->relid, &attrs);
+	foreach(lc, local_exprs)
+		pull_varattnos((Node *) lfirst(lc), baserel->relid, &attrs);
+	for (i = 1; i <= info->nfields; i++)
+		if (bms_is_member(i - FirstLowInvalidHeapAttributeNumber, attrs) ||
+			bms_is_member(0 - FirstLowInvalidHeapAttributeNumber, attrs))
+			retrieved = lappend_int(retrieved, i);
+
+	fdw_private = list_make5(makeInteger(info->resource),
+							 makeInteger(info->minutes),
+							 makeInteger(crm_limit_per_page(root, baserel, info)),
+							 specs,
+							 retrieved);
+
+	return make_foreignscan(tlist, local_exprs, baserel->relid, values,
+							fdw_private, NIL, NIL, outer_plan);
+}
+
+/* ---------- execution ---------- */
+
+static void
+crmBeginForeignScan(ForeignScanState *node, int eflags)
+{
+	ForeignScan *fsplan = (ForeignScan *) node->ss.ps.plan;
+	EState	   *estate = node->ss.ps.state;
+	Relation	rel = node->ss.ss_currentRelation;
+	CrmScanState *st = palloc0(sizeof(CrmScanState));
+	List	   *retrieved;
+	ListCell   *lc;
+	int			i;
+
+	node->fdw_state = st;
+	st->resource = intVal(list_nth(fsplan->fdw_private, FdwScanPrivateResource));
+	st->minutes = intVal(list_nth(fsplan->fdw_private, FdwScanPrivateMinutes));
+	st->per_page = intVal(list_nth(fsplan->fdw_private, FdwScanPrivatePerPage));
+	st->specs = (List *) list_nth(fsplan->fdw_private, FdwScanPrivateSpecs);
+	retrieved = (List *) list_nth(fsplan->fdw_private, FdwScanPrivateRetrievedAttrs);
+
+	if (eflags & EXEC_FLAG_EXPLAIN_ONLY)
+		return;
+
+	/* Outer joins and subqueries scan as the checking user (RLS, views). */
+	{
+		RangeTblEntry *rte = exec_rt_fetch(fsplan->scan.scanrelid, estate);
+		Oid			userid = OidIsValid(rte->checkAsUser) ? rte->checkAsUser : GetUserId();
+
+		st->conn = crmGetConnInfo(GetForeignTable(RelationGetRelid(rel))->serverid, userid);
+	}
+	st->value_states = ExecInitExprList(fsplan->fdw_exprs, (PlanState *) node);
+
+	st->ncols = list_length(retrieved);
+	st->cols = palloc0(sizeof(CrmColumn) * Max(st->ncols, 1));
+	st->col_values = palloc(sizeof(Datum) * Max(st->ncols, 1));
+	st->col_nulls = palloc(sizeof(bool) * Max(st->ncols, 1));
+	i = 0;
+	foreach(lc, retrieved)
+		crmInitColumn(&st->cols[i++], rel, (AttrNumber) lfirst_int(lc));
+
+	st->batch_cxt = AllocSetContextCreate(estate->es_query_cxt,
+										  "crm_fdw page",
+										  ALLOCSET_DEFAULT_SIZES);
+}
+
+/* Evaluate the pushed values (known) or describe them (EXPLAIN). */
+static CrmPushValue *
+crm_eval_values(CrmScanState *st, ForeignScanState *node, List *exprs, bool evaluate)
+{
+	CrmPushValue *values = palloc0(sizeof(CrmPushValue) * Max(list_length(exprs), 1));
+	ExprContext *econtext = node->ss.ps.ps_ExprContext;
+	ListCell   *lc;
+	int			i = 0;
+
+	foreach(lc, exprs)
+	{
+		Expr	   *expr = (Expr *) lfirst(lc);
+		CrmPushValue *v = &values[i];
+
+		if (evaluate)
+		{
+			ExprState  *es = (ExprState *) list_nth(st->value_states, i);
+
+			v->value = ExecEvalExpr(es, econtext, &v->isnull);
+			v->known = true;
+		}
+		else if (IsA(expr, Const))
+		{
+			v->value = ((Const *) expr)->constvalue;
+			v->isnull = ((Const *) expr)->constisnull;
+			v->known = true;
+		}
+		else
+		{
+			List	   *ctx = deparse_context_for(RelationGetRelationName(node->ss.ss_currentRelation),
+												  RelationGetRelid(node->ss.ss_currentRelation));
+
+			v->display = deparse_expression((Node *) expr, ctx, false, false);
+		}
+		i++;
+	}
+	return values;
+}
+
+/* Build this (re)scan's requests from the current parameter values. */
+static void
+crm_build_scan_requests(CrmScanState *st, ForeignScanState *node)
+{
+	ForeignScan *fsplan = (ForeignScan *) node->ss.ps.plan;
+	MemoryContext oldcxt = MemoryContextSwitchTo(node->ss.ps.state->es_query_cxt);
+	CrmPushValue *values;
+
+	values = crm_eval_values(st, node, fsplan->fdw_exprs, true);
+	st->requests = crmBuildRequests(st->resource, st->minutes, st->per_page,
+									st->specs, values);
+	if (st->shown_requests == NIL)
+	{
+		ListCell   *lc;
+
+		foreach(lc, st->requests)
+			st->shown_requests = lappend(st->shown_requests,
+										 ((CrmRequest *) lfirst(lc))->path);
+	}
+	MemoryContextSwitchTo(oldcxt);
+	st->requests_built = true;
+	st->cur_request = list_head(st->requests);
+	st->page = 0;
+	st->more_pages = true;
+	st->rows = NULL;
+	st->csv = NULL;
+}
+
+/*
+ * Map the retrieved columns to the CSV header: by json_path with dots as
+ * underscores (payment.paid_at is payment_paid_at), else by column name.
+ */
+static void
+crm_map_csv_columns(CrmScanState *st)
+{
+	int			i;
+	int			j;
+
+	if (st->csv_field == NULL)
+		st->csv_field = MemoryContextAlloc(GetMemoryChunkContext(st->cols),
+										   sizeof(int) * Max(st->ncols, 1));
+	for (i = 0; i < st->ncols; i++)
+	{
+		char	   *flat = pstrdup(st->cols[i].json_path);
+		char	   *p;
+
+		for (p = flat; *p; p++)
+			if (*p == '.')
+				*p = '_';
+		st->csv_field[i] = -1;
+		for (j = 0; j < st->csv->nfields && st->csv_field[i] < 0; j++)
+			if (strcmp(st->csv->header[j], flat) == 0)
+				st->csv_field[i] = j;
+		for (j = 0; j < st->csv->nfields && st->csv_field[i] < 0; j++)
+			if (strcmp(st->csv->header[j], st->cols[i].attname) == 0)
+				st->csv_field[i] = j;
+		pfree(flat);
+	}
+}
+
+/*
+ * Fetch the next response of the current request into the batch context.
+ * Returns false when every request is done.
+ */
+static bool
+crm_fetch_next(CrmScanState *st)
+{
+	CrmRequest *req;
+	CrmHttpResponse resp;
+	MemoryContext oldcxt;
+	StringInfoData path;
+
+	for (;;)
+	{
+		CHECK_FOR_INTERRUPTS();
+		if (st->cur_request == NULL)
+			return false;
+		if (st->more_pages)
+			break;
+		st->cur_request = lnext(st->requests, st->cur_request);
+		st->page = 0;
+		st->more_pages = true;
+	}
+	req = (CrmRequest *) lfirst(st->cur_request);
+
+	MemoryContextReset(st->batch_cxt);
+	st->rows = NULL;
+	st->csv = NULL;
+	oldcxt = MemoryContextSwitchTo(st->batch_cxt);
+
+	st->page++;
+	initStringInfo(&path);
+	appendStringInfoString(&path, req->path);
+	if (req->paged)
+		appendStringInfo(&path, "%cpage=%d", strchr(req->path, '?') ? '&' : '?', st->page);
+
+	crmHttpGet(st->conn, path.data, req->allow_404, &resp, &st->stats);
+	st->more_pages = false;
+	st->row_index = 0;
+
+	if (resp.status == 404)
+	{
+		/* GET /appointments/{id}: that appointment does not exist. */
+	}
+	else if (st->resource == CRM_RESOURCE_EXPORT)
+	{
+		st->csv = crmCsvParse(resp.body, resp.body_len);
+		st->csv_row = list_head(st->csv->rows);
+		crm_map_csv_columns(st);
+	}
+	else
+	{
+		json_t	   *root = crmJsonParse(resp.body, resp.body_len, path.data);
+		CrmPage		page;
+
+		crmParsePage(root, st->resource, path.data, &page);
+		st->rows = page.rows;
+		/*
+		 * Follow pages while the remote says there are more and the page was
+		 * not empty; an empty page ends the walk even if "total" grew.
+		 */
+		if (req->paged && json_array_size(page.rows) > 0)
+		{
+			if (page.has_pagination)
+				st->more_pages = page.current_page < page.last_page;
+			else
+				st->more_pages = json_array_size(page.rows) >= (size_t) st->per_page;
+		}
+	}
+	MemoryContextSwitchTo(oldcxt);
+	return true;
+}
+
+/* Put the next row of the current response into slot; false if none left. */
+static bool
+crm_next_row(CrmScanState *st, TupleTableSlot *slot)
+{
+	int			i;
+
+	if (st->rows && st->row_index < json_array_size(st->rows))
+	{
+		json_t	   *obj = json_array_get(st->rows, st->row_index++);
+
+		crmJsonObjectToRow(obj, st->cols, st->ncols, st->col_values, st->col_nulls);
+	}
+	else if (st->csv && st->csv_row)
+	{
+		char	  **fields = (char **) lfirst(st->csv_row);
+		int64		row_id = -1;
+
+		st->csv_row = lnext(st->csv->rows, st->csv_row);
+		for (i = 0; i < st->csv->nfields; i++)
+			if (strcmp(st->csv->header[i], "id") == 0 && fields[i])
+				row_id = strtoi64(fields[i], NULL, 10);
+		for (i = 0; i < st->ncols; i++)
+		{
+			int			f = st->csv_field[i];
+
+			st->col_values[i] = crmTextToDatum(f >= 0 ? fields[f] : NULL,
+											   &st->cols[i], row_id, &st->col_nulls[i]);
+		}
+	}
+	else
+		return false;
+
+	ExecClearTuple(slot);
+	memset(slot->tts_isnull, true, sizeof(bool) * slot->tts_tupleDescriptor->natts);
+	for (i = 0; i < st->ncols; i++)
+	{
+		AttrNumber	attnum = st->cols[i].attnum;
+
+		slot->tts_values[attnum - 1] = st->col_values[i];
+		slot->tts_isnull[attnum - 1] = st->col_nulls[i];
+	}
+	ExecStoreVirtualTuple(slot);
+	return true;
+}
+
+static TupleTableSlot *
+crmIterateForeignScan(ForeignScanState *node)
+{
+	CrmScanState *st = (CrmScanState *) node->fdw_state;
+	TupleTableSlot *slot = node->ss.ss_ScanTupleSlot;
+
+	if (!st->requests_built)
+		crm_build_scan_requests(st, node);
+
+	for (;;)
+	{
+		bool		found;
+		MemoryContext oldcxt;
+
+		CHECK_FOR_INTERRUPTS();
+		/* Row values live with their page in the batch context. */
+		oldcxt = MemoryContextSwitchTo(st->batch_cxt);
+		found = crm_next_row(st, slot);
+		MemoryContextSwitchTo(oldcxt);
+		if (found)
+			return slot;
+		if (!crm_fetch_next(st))
+			return ExecClearTuple(slot);
+	}
+}
+
+static void
+crmReScanForeignScan(ForeignScanState *node)
+{
+	CrmScanState *st = (CrmScanState *) node->fdw_state;
+
+	/* Parameters may have changed: rebuild the requests on the next fetch. */
+	st->requests_built = false;
+	st->rows = NULL;
+	st->csv = NULL;
+	MemoryContextReset(st->batch_cxt);
+}
+
+static void
+crmEndForeignScan(ForeignScanState *node)
+{
+	/* The batch context dies with the query; the curl handle is kept for reuse. */
+}
+
+static void
+crmExplainForeignScan(ForeignScanState *node, ExplainState *es)
+{
+	CrmScanState *st = (CrmScanState *) node->fdw_state;
+	ForeignScan *fsplan = (ForeignScan *) node->ss.ps.plan;
+	List	   *paths = NIL;
+	ListCell   *lc;
+	int			shown = 0;
+
+	if (st->shown_requests != NIL || st->requests_built)
+		paths = st->shown_requests;
+	else
+	{
+		CrmPushValue *values = crm_eval_values(st, node, fsplan->fdw_exprs, false);
+		List	   *requests = crmBuildRequests(st->resource, st->minutes, st->per_page,
+												st->specs, values);
+
+		foreach(lc, requests)
+			paths = lappend(paths, ((CrmRequest *) lfirst(lc))->path);
+	}
+
+	if (paths == NIL)
+		ExplainPropertyText("Remote Request", "none (the conditions cannot match)", es);
+	foreach(lc, paths)
+	{
+		char	   *line;
+
+		if (shown++ == CRM_EXPLAIN_MAX_REQUESTS)
+		{
+			ExplainPropertyInteger("Remote Requests Not Shown", NULL,
+								   list_length(paths) - CRM_EXPLAIN_MAX_REQUESTS, es);
+			break;
+		}
+		line = psprintf("GET %s", (char *) lfirst(lc));
+		ExplainPropertyText("Remote Request", line, es);
+	}
+
+	if (es->analyze)
+	{
+		ExplainPropertyInteger("Remote Requests Sent", NULL, st->stats.requests, es);
+		ExplainPropertyInteger("Remote Pages", NULL, st->stats.pages, es);
+		ExplainPropertyInteger("Remote Retries", NULL, st->stats.retries, es);
+		ExplainPropertyInteger("Remote Bytes Received", NULL, st->stats.bytes, es);
+	}
+}
