@@ -27,6 +27,7 @@
 #include "nodes/pathnodes.h"
 #include "nodes/pg_list.h"
 #include "utils/relcache.h"
+#include "utils/timestamp.h"
 
 /*
  * PostgreSQL declares its SQL function json_object() in fmgrprotos.h, and
@@ -102,6 +103,7 @@ typedef struct CrmHttpResponse
 	char	   *body;
 	size_t		body_len;
 	char	   *content_type;	/* palloc'd, may be NULL */
+	TimestampTz server_date;	/* the Date header (API clock), 0 if absent */
 } CrmHttpResponse;
 
 /*
@@ -242,5 +244,25 @@ extern void crmSpecFromNode(Node *node, CrmField *field, CrmOp *op);
 /* ---------- import.c ---------- */
 
 extern List *crmImportForeignSchema(ImportForeignSchemaStmt *stmt, Oid serverOid);
+
+/* ---------- sync.c ---------- */
+
+typedef enum CrmSyncMode
+{
+	CRM_SYNC_INCREMENTAL,
+	CRM_SYNC_FULL
+} CrmSyncMode;
+
+/* Settings (worker.c defines them as GUCs). */
+extern int	crm_sync_interval_s;
+extern char *crm_sync_database;
+extern char *crm_sync_role;
+extern int	crm_log_retention_min;
+extern int	crm_max_row_retries;
+
+/* Run one sync of a server in this (background worker) process. */
+extern void crmRunSync(Oid serverid, CrmSyncMode mode, int64 request_id);
+/* Mark runs left 'running' by a process that died as failed. */
+extern void crmMarkInterruptedRuns(void);
 
 #endif							/* CRM_FDW_H */

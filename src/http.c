@@ -103,6 +103,7 @@ static CURLcode crm_http_perform(void);
 static bool crm_http_retryable_curl(CURLcode rc);
 static int	crm_http_backoff_ms(CrmConnInfo *conn, int attempt);
 static int	crm_http_retry_after_ms(void);
+static TimestampTz crm_http_server_date(void);
 static int64 crm_http_now_ms(void);
 static void crm_http_sleep_until(int64 until_ms);
 static CrmRateState *crm_http_rate_state(Oid serverid);
@@ -232,6 +233,7 @@ crmHttpGet(CrmConnInfo *conn, const char *path_and_query, bool allow_404,
 				if (curl_easy_getinfo(crm_easy, CURLINFO_CONTENT_TYPE,
 									  &ctype) == CURLE_OK && ctype != NULL)
 					resp->content_type = pstrdup(ctype);
+				resp->server_date = crm_http_server_date();
 
 				stats->pages++;
 				stats->bytes += crm_body.len;
@@ -625,6 +627,28 @@ crm_http_backoff_ms(CrmConnInfo *conn, int attempt)
 	delay *= 0.5 + 0.5 * pg_prng_double(&pg_global_prng_state);
 
 	return (int) delay;
+}
+
+/*
+ * crm_http_server_date
+ *		The Date header of the last response, or 0.
+ *
+ * The sync bounds its cursor by the API's own clock, which may differ from
+ * ours by minutes.
+ */
+static TimestampTz
+crm_http_server_date(void)
+{
+	struct curl_header *h;
+	time_t		when;
+
+	if (curl_easy_header(crm_easy, "Date", 0, CURLH_HEADER, -1,
+						 &h) != CURLHE_OK || h->value == NULL)
+		return 0;
+	when = curl_getdate(h->value, NULL);
+	if (when == (time_t) -1)
+		return 0;
+	return time_t_to_timestamptz((pg_time_t) when);
 }
 
 /*

@@ -32,6 +32,7 @@
 #include "miscadmin.h"
 #include "nodes/value.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -66,6 +67,7 @@ static Datum crm_cstring_datum(const char *str, CrmColumn *col);
 static Datum crm_string_datum(const char *str, size_t len, CrmColumn *col,
 							  bool from_json);
 static Datum crm_json_text_datum(json_t *value, CrmColumn *col);
+static Oid	crm_domain_base_type(Oid domain);
 static Datum crm_json_convert(json_t *value, CrmColumn *col);
 static bool crm_parse_digits(const char *str, size_t len, int64 *result);
 static int64 crm_row_id(json_t *obj);
@@ -457,7 +459,7 @@ static void
 crm_conversion_error_callback(void *arg)
 {
 	CrmConvState *st = (CrmConvState *) arg;
-	char	   *shown;
+	const char *shown;
 
 	if (st->col == NULL)
 		return;
@@ -564,8 +566,7 @@ crm_json_text_datum(json_t *value, CrmColumn *col)
 		s = pg_any_to_server(buf.data, buf.len, PG_UTF8);
 
 	if (col->typid == TEXTOID)
-		result = PointerGetDatum(cstring_to_text_with_len(s,
-														  s == buf.data ? buf.len : (int) strlen(s)));
+		result = PointerGetDatum(cstring_to_text(s));
 	else
 		result = InputFunctionCall(&col->inflinfo, s, col->typioparam,
 								   col->typmod);
@@ -573,6 +574,25 @@ crm_json_text_datum(json_t *value, CrmColumn *col)
 		pfree(s);
 	pfree(buf.data);
 	return result;
+}
+
+/*
+ * The base type of a domain, remembered for the last domain asked about so
+ * that a domain column does not look in the catalog for every value.  A
+ * domain's base type never changes (ALTER DOMAIN cannot change it).
+ */
+static Oid
+crm_domain_base_type(Oid domain)
+{
+	static Oid	cached_domain = InvalidOid;
+	static Oid	cached_base = InvalidOid;
+
+	if (domain != cached_domain)
+	{
+		cached_base = getBaseType(domain);
+		cached_domain = domain;
+	}
+	return cached_base;
 }
 
 /*
@@ -584,12 +604,20 @@ static Datum
 crm_json_convert(json_t *value, CrmColumn *col)
 {
 	Oid			typid = col->typid;
+	Oid			basetype = typid;
+
+	/*
+	 * A domain converts through domain_in (which checks its constraints),
+	 * but is treated as its base type in the choices below.
+	 */
+	if (col->typinput == F_DOMAIN_IN)
+		basetype = crm_domain_base_type(typid);
 
 	/*
 	 * json and jsonb take the JSON value itself, so a JSON string becomes a
 	 * JSON string, not a document parsed from its contents.
 	 */
-	if (typid == JSONBOID || typid == JSONOID)
+	if (basetype == JSONBOID || basetype == JSONOID)
 		return crm_json_text_datum(value, col);
 
 	switch (json_typeof(value))
@@ -623,13 +651,13 @@ crm_json_convert(json_t *value, CrmColumn *col)
 						return Int16GetDatum((int16) v);
 					case FLOAT8OID:
 						return Float8GetDatum((float8) v);
-					case BOOLOID:
-						ereport(ERROR,
-								(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
-								 errmsg("cannot convert a JSON number to type boolean"),
-								 errhint("Declare the column as a numeric type.")));
-						break;
 					default:
+						/* boolin would take 1 and 0; a count is no flag */
+						if (basetype == BOOLOID)
+							ereport(ERROR,
+									(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
+									 errmsg("cannot convert a JSON number to type boolean"),
+									 errhint("Declare the column as a numeric type.")));
 						snprintf(num, sizeof(num), INT64_FORMAT, v);
 						return crm_cstring_datum(num, col);
 				}
@@ -642,7 +670,7 @@ crm_json_convert(json_t *value, CrmColumn *col)
 
 				if (typid == FLOAT8OID)
 					return Float8GetDatum(json_real_value(value));
-				if (typid == BOOLOID)
+				if (basetype == BOOLOID)
 					ereport(ERROR,
 							(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
 							 errmsg("cannot convert a JSON number to type boolean"),
@@ -661,27 +689,16 @@ crm_json_convert(json_t *value, CrmColumn *col)
 
 		case JSON_OBJECT:
 		case JSON_ARRAY:
-			{
-				Oid			basetype = typid;
-
-				/*
-				 * Only a domain reaches the catalog lookup; a genuine type
-				 * mismatch fails at the first row anyway.
-				 */
-				if (typid != TEXTOID && typid != VARCHAROID &&
-					typid != BPCHAROID)
-					basetype = getBaseType(typid);
-				if (basetype == TEXTOID || basetype == VARCHAROID ||
-					basetype == BPCHAROID || basetype == JSONOID ||
-					basetype == JSONBOID)
-					return crm_json_text_datum(value, col);
-				ereport(ERROR,
-						(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
-						 errmsg("cannot convert a JSON %s to type %s",
-								crm_json_type_name(value),
-								format_type_be(typid)),
-						 errhint("Declare the column as jsonb, json or text, or point its json_path at a field inside.")));
-			}
+			/* text-like types take the compact JSON text */
+			if (basetype == TEXTOID || basetype == VARCHAROID ||
+				basetype == BPCHAROID)
+				return crm_json_text_datum(value, col);
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_DATA_TYPE),
+					 errmsg("cannot convert a JSON %s to type %s",
+							crm_json_type_name(value),
+							format_type_be(typid)),
+					 errhint("Declare the column as jsonb, json or text, or point its json_path at a field inside.")));
 			break;
 
 		case JSON_NULL:
@@ -1014,16 +1031,16 @@ crmCsvParse(const char *body, size_t len)
 		body += 3;
 		len -= 3;
 	}
+	if (len == 0 || crm_csv_only_newlines(body, len))
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_REPLY_HANDLE),
+				 errmsg("invalid CSV in export response"),
+				 errdetail("The response is empty; a header row was expected.")));
 	if (memchr(body, '\0', len) != NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_REPLY_HANDLE),
 				 errmsg("invalid CSV in export response"),
 				 errdetail("The response contains a NUL byte.")));
-	if (crm_csv_only_newlines(body, len))
-		ereport(ERROR,
-				(errcode(ERRCODE_FDW_REPLY_HANDLE),
-				 errmsg("invalid CSV in export response"),
-				 errdetail("The response is empty; a header row was expected.")));
 
 	csv = palloc0(sizeof(CrmCsv));
 	buf = MemoryContextAllocHuge(CurrentMemoryContext, len + 1);
@@ -1093,7 +1110,7 @@ crmCsvParse(const char *body, size_t len)
 			else
 			{
 				while (r < len && buf[r] != ',' && buf[r] != '\n' &&
-					   !(buf[r] == '\r' && r + 1 < len && buf[r + 1] == '\n'))
+					   !(buf[r] == '\r' && (r + 1 == len || buf[r + 1] == '\n')))
 					buf[w++] = buf[r++];
 			}
 
@@ -1112,6 +1129,12 @@ crmCsvParse(const char *body, size_t len)
 			{
 				r += 2;
 				line++;
+				end_of_record = true;
+			}
+			else if (buf[r] == '\r' && r + 1 == len)
+			{
+				/* a CR alone at the very end: the last line end, cut short */
+				r++;
 				end_of_record = true;
 			}
 			else
@@ -1149,8 +1172,9 @@ crmCsvParse(const char *body, size_t len)
 				ereport(ERROR,
 						(errcode(ERRCODE_FDW_REPLY_HANDLE),
 						 errmsg("invalid CSV in export response"),
-						 errdetail("Record %d, which starts on line %d, has %d fields; the header has %d.",
-								   recno, start_line, nf, csv->nfields)));
+						 errdetail_plural("Record %d, which starts on line %d, has %d field; the header has %d.",
+										  "Record %d, which starts on line %d, has %d fields; the header has %d.",
+										  nf, recno, start_line, nf, csv->nfields)));
 			csv->rows = lappend(csv->rows, fields);
 		}
 	}

@@ -70,7 +70,8 @@ ORDERS = ["id_asc", "id_desc", "updated_asc", "datetime_desc", "random"]
 DT_STYLES = ["micro_z", "plain_z", "offset"]
 FAULT_MODES = ["500", "503", "502html", "hang", "slow", "truncate",
                "invalid_json", "wrong_types", "huge", "reset", "429",
-               "length_lie", "401", "422", "html200"]
+               "length_lie", "401", "422", "html200", "redirect"]
+REDIRECT_STATUSES = [301, 302, 303, 307, 308]
 
 US = 1_000_000                      # microseconds per second
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -617,6 +618,8 @@ def default_config(rate_limit):
         "timestamp_precision": "micro",
         "mutate_between_pages": None,
         "rate_limit_per_minute": rate_limit,
+        "rate_limit_window_seconds": 60,
+        "rate_limit_headers": True,
         "retry_after_seconds": None,
         "hang_seconds": 30,
         "slow_seconds": 5,
@@ -649,7 +652,7 @@ def validate_config_patch(patch):
         if key in ("fault_state", "now"):          # read-only, ignored
             continue
         if key in ("after_strict", "money_as_number", "extra_fields",
-                   "json_escape_unicode"):
+                   "json_escape_unicode", "rate_limit_headers"):
             if not isinstance(v, bool):
                 raise ConfigError("%s must be true or false" % key)
         elif key == "order":
@@ -663,6 +666,9 @@ def validate_config_patch(patch):
                 raise ConfigError("clock_offset_seconds must be a number")
         elif key in ("hang_seconds", "slow_seconds"):
             _check_nonneg_num(key, v)
+        elif key == "rate_limit_window_seconds":
+            if not _is_num(v) or v <= 0:
+                raise ConfigError("rate_limit_window_seconds must be a number > 0")
         elif key in ("huge_bytes", "rate_limit_per_minute"):
             _check_nonneg_int(key, v)
         elif key == "retry_after_seconds":
@@ -721,9 +727,18 @@ def _validate_fault(v):
         elif k == "retry_after_seconds":
             if x is not None:
                 _check_nonneg_int("fault." + k, x)
+        elif k == "location":
+            if not isinstance(x, str) or not x or any(c in x for c in "\r\n"):
+                raise ConfigError("fault.location must be a non-empty string on one line")
+        elif k == "redirect_status":
+            if x not in REDIRECT_STATUSES:
+                raise ConfigError("fault.redirect_status must be one of %s"
+                                  % ", ".join(map(str, REDIRECT_STATUSES)))
         else:
             raise ConfigError("unknown fault key %r" % k)
         res[k] = x
+    if res["mode"] == "redirect" and "location" not in res:
+        raise ConfigError("fault.location is required for mode redirect")
     return res
 
 
@@ -1022,18 +1037,21 @@ class Store:
         limit = self.config["rate_limit_per_minute"]
         if not limit:
             return True, []
+        window = self.config["rate_limit_window_seconds"]
         now = time.monotonic()
         w = self.windows.get(token)
-        if w is None or now - w[0] >= 60:
+        if w is None or now - w[0] >= window:
             w = self.windows[token] = [now, 0]
         if w[1] >= limit:
-            reset_in = max(1, math.ceil(w[0] + 60 - now))
+            reset_in = max(1, math.ceil(w[0] + window - now))
             ra = self.config["retry_after_seconds"]
             return False, [("Retry-After", str(reset_in if ra is None else ra)),
                            ("X-RateLimit-Limit", str(limit)),
                            ("X-RateLimit-Remaining", "0"),
                            ("X-RateLimit-Reset", str(int(time.time() + reset_in)))]
         w[1] += 1
+        if not self.config["rate_limit_headers"]:
+            return True, []
         return True, [("X-RateLimit-Limit", str(limit)),
                       ("X-RateLimit-Remaining", str(limit - w[1]))]
 
@@ -1072,13 +1090,15 @@ class RequestLog:
         self.seq = 0
         self.file = open(log_file, "a", encoding="utf-8", buffering=1) if log_file else None
 
-    def start(self, method, path, raw_query, auth):
+    def start(self, method, path, raw_query, auth, conn=None, client_port=None,
+              accept=None):
         with self.lock:
             self.seq += 1
             e = {"seq": self.seq, "method": method, "path": path,
                  "query": parse_qs(raw_query, keep_blank_values=True),
                  "raw_query": raw_query, "status": None, "fault": None,
-                 "auth": auth, "ts": time.time()}
+                 "auth": auth, "ts": time.time(), "conn": conn,
+                 "client_port": client_port, "accept": accept}
             self.entries.append(e)
             return e
 
@@ -1148,6 +1168,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def setup(self):
         super().setup()
+        # one number per TCP connection, for checking keep-alive reuse
+        self.conn_id = self.server.app.next_conn_id()
         # headers and body go out in one write, but be safe against Nagle
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
@@ -1273,6 +1295,13 @@ class App:
         self.store = Store(args.seed, args.rows, args.rate_limit)
         self.log = RequestLog(args.log_file)
         self.stop = threading.Event()
+        self._conn_lock = threading.Lock()
+        self._conn_seq = 0
+
+    def next_conn_id(self):
+        with self._conn_lock:
+            self._conn_seq += 1
+            return self._conn_seq
 
     # ---- control API -----------------------------------------------------
 
@@ -1323,7 +1352,8 @@ class App:
                         patch = validate_config_patch(payload)
                         if "fault" in patch:
                             st.fault_state = {"seen": 0, "fired": 0}
-                        if "rate_limit_per_minute" in patch:
+                        if "rate_limit_per_minute" in patch or \
+                                "rate_limit_window_seconds" in patch:
                             st.windows = {}
                         st.config.update(patch)
                     reply = json_reply(200, st.public_config())
@@ -1462,7 +1492,9 @@ class App:
     def api(self, h, path, raw_query):
         st = self.store
         auth, token = self._auth(h)
-        entry = self.log.start(h.command, path, raw_query, auth)
+        entry = self.log.start(h.command, path, raw_query, auth, conn=h.conn_id,
+                               client_port=h.client_address[1],
+                               accept=h.headers.get("Accept"))
         try:
             self._api(h, path, raw_query, auth, token, entry)
         finally:
@@ -1528,6 +1560,12 @@ class App:
             r.headers = [("Retry-After", str(1 if ra is None else ra)),
                          ("X-RateLimit-Limit", str(cfg["rate_limit_per_minute"] or 60)),
                          ("X-RateLimit-Remaining", "0")]
+            return send(r)
+        if mode == "redirect":
+            target = fault["location"].replace("{request}", h.path)
+            r = json_reply(fault.get("redirect_status") or 302,
+                           {"message": "Redirecting to %s" % target})
+            r.headers = [("Location", target)] + rl_headers
             return send(r)
         if mode == "length_lie":
             entry["status"] = 200

@@ -717,6 +717,23 @@ class TestFaults(MockTestCase):
         self.assertEqual(log[2]["status"], "reset")
         self.assertEqual(self.m.control("GET", "health")[0], 200)    # still serving
 
+    def test_redirect_fault(self):
+        self.fault(mode="redirect", location="http://127.0.0.1:9{request}")
+        st, h, body, _ = self.m.raw(self.P)
+        self.assertEqual((st, h["location"]), (302, "http://127.0.0.1:9" + self.P))
+        self.assertEqual(self.m.raw(self.P)[0], 200)      # count defaults to 1
+        self.fault(mode="redirect", location="file:///etc/passwd", redirect_status=307)
+        st, h, _, _ = self.m.raw(self.P)
+        self.assertEqual((st, h["location"]), (307, "file:///etc/passwd"))
+        log = self.m.control("GET", "log")[1]
+        self.assertEqual([(e["status"], e["fault"]) for e in log],
+                         [(302, "redirect"), (200, None), (307, "redirect")])
+        for bad in [{"mode": "redirect"}, {"mode": "redirect", "location": ""},
+                    {"mode": "redirect", "location": "x", "redirect_status": 200},
+                    {"mode": "redirect", "location": "a\r\nSet-Cookie: x"}]:
+            with self.subTest(bad=bad):
+                self.assertEqual(self.m.control("POST", "config", {"fault": bad})[0], 400)
+
     def test_count_after_path(self):
         self.fault(mode="500", count=2, after=1, path="/stats")
         self.assertEqual(self.m.api("/appointments")[0], 200)     # path does not match
@@ -750,6 +767,40 @@ class TestRateLimitAndLog(MockTestCase):
         self.m.control("POST", "reset")
         st, h, _ = self.m.api("/appointments/1")
         self.assertNotIn("x-ratelimit-limit", h)
+
+    def test_rate_limit_window_and_headers(self):
+        self.m.config(rate_limit_per_minute=2, rate_limit_window_seconds=0.6)
+        self.assertEqual([self.m.api("/appointments/1")[0] for _ in range(3)], [200, 200, 429])
+        time.sleep(0.7)
+        st, h, _ = self.m.api("/appointments/1")
+        self.assertEqual((st, h["x-ratelimit-remaining"]), (200, "1"))
+        self.m.config(rate_limit_headers=False, rate_limit_window_seconds=30)
+        st, h, _ = self.m.api("/appointments/1")
+        self.assertEqual(st, 200)
+        self.assertNotIn("x-ratelimit-remaining", h)
+        self.assertEqual(self.m.api("/appointments/1")[0], 200)
+        st, h, _ = self.m.api("/appointments/1")
+        self.assertEqual((st, h["x-ratelimit-remaining"]), (429, "0"))
+        self.assertTrue(29 <= int(h["retry-after"]) <= 30)
+        for bad in [0, -1, "5", True]:
+            with self.subTest(bad=bad):
+                self.assertEqual(self.m.control("POST", "config",
+                                                {"rate_limit_window_seconds": bad})[0], 400)
+
+    def test_connection_and_accept_logged(self):
+        c = http.client.HTTPConnection("127.0.0.1", self.m.port, timeout=5)
+        for _ in range(2):
+            c.request("GET", "/api/crm/appointments/1",
+                      headers=dict(AUTH, Accept="application/json"))
+            c.getresponse().read()
+        port = c.sock.getsockname()[1]
+        c.close()
+        self.m.get("/api/crm/appointments/2")            # a new connection, no Accept
+        log = self.m.control("GET", "log")[1]
+        self.assertEqual(log[0]["conn"], log[1]["conn"])
+        self.assertNotEqual(log[1]["conn"], log[2]["conn"])
+        self.assertEqual([e["client_port"] for e in log[:2]], [port, port])
+        self.assertEqual([e["accept"] for e in log], ["application/json"] * 2 + [None])
 
     def test_request_log(self):
         self.m.get("/api/crm/appointments?status=pending&x=a%20b&x=c&per_page=2")

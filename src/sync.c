@@ -1,0 +1,647 @@
+/*-------------------------------------------------------------------------
+ *
+ * sync.c
+ *		  The sync engine: an incremental (or full) copy of one server's
+ *		  appointments into crm.appointments, run inside a background worker.
+ *
+ * Correctness rests on three rules, each a reply to something the API does
+ * not promise (see shared/api/CONTRACT.md):
+ *	- The cursor is a remote updated_at, never our clock, and requests ask
+ *	  for updated_after = cursor - 1 s, so a strict or inclusive remote, and
+ *	  rows sharing one timestamp across pages, are all covered.
+ *	- Each page commits on its own, but the cursor moves only at the end of a
+ *	  complete walk, and never past the API's clock at the start of the walk
+ *	  (its Date header): a row changed while we walk, which an unstable order
+ *	  may have hidden from us, is newer than that and is read next time.  A
+ *	  walk during which pagination.total shrank (a row left the listing, so
+ *	  others may have shifted past us) does not move the cursor at all.
+ *	- Storing a page (crm._sync_page) never overwrites a newer version with an
+ *	  older one and writes nothing for unchanged rows.
+ * A full sync also lists every id and checks each local row it did not see
+ * with GET /appointments/{id} before marking it missing_remote.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "crm_fdw.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "foreign/foreign.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+/* Advisory lock space of crm_fdw: (this, server oid) is held while a server syncs. */
+#define CRM_SYNC_LOCK_CLASS		0x43524D31
+
+/* One run of the sync. */
+typedef struct CrmSyncRun
+{
+	Oid			serverid;
+	char	   *server;
+	CrmSyncMode mode;
+	int64		log_id;
+	CrmConnInfo *conn;
+	bool		has_cursor;
+	TimestampTz cursor;
+
+	/* what the run did, written to crm.sync_log */
+	int64		fetched;
+	int64		created;
+	int64		updated;
+	int64		unchanged;
+	int64		failed;
+	int64		missing;
+	int			pages_done;
+	int			pages_total;
+	CrmHttpStats http;
+	TimestampTz started;
+} CrmSyncRun;
+
+/* Begin a transaction with SPI and a snapshot, as worker_spi does. */
+static void
+crm_sync_begin(const char *activity)
+{
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, activity);
+}
+
+static void
+crm_sync_commit(void)
+{
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/* Run a statement with parameters; expect rc. */
+static void
+crm_sync_exec(const char *sql, int nargs, Oid *types, Datum *values,
+			  const char *nulls, int expected)
+{
+	int			rc = SPI_execute_with_args(sql, nargs, types, values, nulls, false, 0);
+
+	if (rc != expected)
+		elog(ERROR, "crm_fdw sync: unexpected SPI result %d for: %s", rc, sql);
+}
+
+/* Column col of the first result row as int64 (int4 or int8 or bool), 0 when NULL. */
+static int64
+crm_sync_int8(int col)
+{
+	bool		isnull;
+	Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, col, &isnull);
+
+	if (isnull)
+		return 0;
+	switch (SPI_gettypeid(SPI_tuptable->tupdesc, col))
+	{
+		case INT4OID:
+			return DatumGetInt32(d);
+		case BOOLOID:
+			return DatumGetBool(d) ? 1 : 0;
+		default:
+			return DatumGetInt64(d);
+	}
+}
+
+static void
+crm_sync_lock_args(Oid serverid, Datum *values, Oid *types)
+{
+	types[0] = INT4OID;
+	types[1] = INT4OID;
+	values[0] = Int32GetDatum(CRM_SYNC_LOCK_CLASS);
+	values[1] = Int32GetDatum((int32) serverid);
+}
+
+/*
+ * Mark the 'running' rows of a server failed, when no process holds its
+ * lock: they were left by a sync that died (crash, SIGKILL, immediate stop).
+ * Called with the lock held, or from crmMarkInterruptedRuns.
+ */
+static void
+crm_sync_mark_stale(const char *server)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+
+	values[0] = CStringGetTextDatum(server);
+	crm_sync_exec("UPDATE crm.sync_log SET status = 'failed', sync_completed_at = clock_timestamp(),"
+				  " error_message = 'interrupted: the sync process stopped before it finished'"
+				  " WHERE server_name = $1 AND status = 'running'",
+				  1, types, values, NULL, SPI_OK_UPDATE);
+}
+
+/*
+ * At scheduler start: close the runs a crash left open.  A server whose lock
+ * is taken is syncing right now and is left alone.
+ */
+void
+crmMarkInterruptedRuns(void)
+{
+	uint64		i;
+	List	   *servers = NIL;
+	ListCell   *lc;
+
+	crm_sync_begin("crm_fdw: closing interrupted syncs");
+	if (SPI_execute("SELECT DISTINCT l.server_name, s.oid FROM crm.sync_log l"
+					" JOIN pg_foreign_server s ON s.srvname = l.server_name"
+					" WHERE l.status = 'running'", true, 0) != SPI_OK_SELECT)
+		elog(ERROR, "could not list running syncs");
+	for (i = 0; i < SPI_processed; i++)
+	{
+		bool		isnull;
+		char	   *name = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1);
+		Oid			oid = DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
+														 SPI_tuptable->tupdesc, 2, &isnull));
+
+		servers = lappend(servers, list_make2(makeString(MemoryContextStrdup(TopTransactionContext, name)),
+											  makeInteger((int) oid)));
+	}
+	foreach(lc, servers)
+	{
+		char	   *name = strVal(linitial((List *) lfirst(lc)));
+		Oid			oid = (Oid) intVal(lsecond((List *) lfirst(lc)));
+		Oid			types[2];
+		Datum		values[2];
+
+		crm_sync_lock_args(oid, values, types);
+		crm_sync_exec("SELECT pg_try_advisory_xact_lock($1, $2)", 2, types, values, NULL, SPI_OK_SELECT);
+		if (crm_sync_int8(1) != 0)
+			crm_sync_mark_stale(name);
+	}
+	crm_sync_commit();
+}
+
+/* Write the run's counters into its crm.sync_log row. */
+static void
+crm_sync_log_progress(CrmSyncRun *run)
+{
+	Oid			types[11] = {INT8OID, INT4OID, INT4OID, INT4OID, INT4OID, INT4OID,
+	INT4OID, INT4OID, INT4OID, INT4OID, INT4OID};
+	Datum		values[11];
+	char		nulls[11] = "           ";
+
+	values[0] = Int64GetDatum(run->log_id);
+	values[1] = Int32GetDatum((int32) run->fetched);
+	values[2] = Int32GetDatum((int32) run->created);
+	values[3] = Int32GetDatum((int32) run->updated);
+	values[4] = Int32GetDatum((int32) run->unchanged);
+	values[5] = Int32GetDatum((int32) run->failed);
+	values[6] = Int32GetDatum((int32) run->missing);
+	values[7] = Int32GetDatum((int32) run->http.requests);
+	values[8] = Int32GetDatum((int32) run->http.retries);
+	values[9] = Int32GetDatum(run->pages_done);
+	values[10] = Int32GetDatum(run->pages_total);
+	if (run->pages_total <= 0)
+		nulls[10] = 'n';
+	crm_sync_exec("UPDATE crm.sync_log SET records_fetched = $2, records_created = $3,"
+				  " records_updated = $4, records_unchanged = $5, records_failed = $6,"
+				  " records_missing = $7, requests = $8, retries = $9, pages_done = $10,"
+				  " pages_total = $11 WHERE id = $1",
+				  11, types, values, nulls, SPI_OK_UPDATE);
+}
+
+/*
+ * Store rows (JSON array text) through crm._sync_page and add its counts to
+ * the run.  Returns the newest remote updated_at among them, or 0.
+ */
+static TimestampTz
+crm_sync_store(CrmSyncRun *run, const char *rows_json)
+{
+	Oid			types[4] = {TEXTOID, INT8OID, TEXTOID, INT4OID};
+	Datum		values[4];
+	bool		isnull;
+	Datum		d;
+
+	values[0] = CStringGetTextDatum(run->server);
+	values[1] = Int64GetDatum(run->log_id);
+	values[2] = CStringGetTextDatum(rows_json);
+	values[3] = Int32GetDatum(crm_max_row_retries);
+	crm_sync_exec("SELECT created, updated, unchanged, failed, max_updated"
+				  " FROM crm._sync_page($1, $2, $3::jsonb, $4)",
+				  4, types, values, NULL, SPI_OK_SELECT);
+	run->created += crm_sync_int8(1);
+	run->updated += crm_sync_int8(2);
+	run->unchanged += crm_sync_int8(3);
+	run->failed += crm_sync_int8(4);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull);
+	return isnull ? 0 : DatumGetTimestampTz(d);
+}
+
+/* The rows of a response as JSON array text, with its pagination. */
+static char *
+crm_sync_rows_text(CrmHttpResponse *resp, const char *path, CrmPage *page)
+{
+	json_t	   *root = crmJsonParse(resp->body, resp->body_len, path);
+	char	   *text;
+	char	   *copy;
+
+	crmParsePage(root, CRM_RESOURCE_APPOINTMENTS, path, page);
+	text = json_dumps(page->rows, JSON_COMPACT | JSON_ENCODE_ANY);
+	if (text == NULL)
+		elog(ERROR, "out of memory while encoding a page of %s", path);
+	copy = pstrdup(text);
+	free(text);
+	return copy;
+}
+
+/* GET one appointment by id and store it; 404 resolves a pending error. */
+static void
+crm_sync_fetch_one(CrmSyncRun *run, int64 id, bool mark_missing)
+{
+	char		path[64];
+	CrmHttpResponse resp;
+	CrmPage		page;
+
+	snprintf(path, sizeof(path), "/appointments/" INT64_FORMAT, id);
+	crmHttpGet(run->conn, path, true, &resp, &run->http);
+	if (resp.status == 404)
+	{
+		Oid			types[2] = {TEXTOID, INT8OID};
+		Datum		values[2];
+
+		values[0] = CStringGetTextDatum(run->server);
+		values[1] = Int64GetDatum(id);
+		crm_sync_exec("UPDATE crm.sync_errors SET resolved_at = now(), updated_at = now(),"
+					  " error_message = error_message || E'\\nresolved: the appointment no longer exists remotely'"
+					  " WHERE server_name = $1 AND external_appointment_id = $2 AND resolved_at IS NULL",
+					  2, types, values, NULL, SPI_OK_UPDATE);
+		if (mark_missing)
+		{
+			crm_sync_exec("UPDATE crm.appointments SET sync_status = 'missing_remote', updated_at = now()"
+						  " WHERE server_name = $1 AND external_id = $2 AND sync_status <> 'missing_remote'",
+						  2, types, values, NULL, SPI_OK_UPDATE);
+			run->missing += SPI_processed;
+		}
+		return;
+	}
+	run->fetched++;
+	(void) crm_sync_store(run, crm_sync_rows_text(&resp, path, &page));
+}
+
+/* Retry, by id, the rows earlier syncs could not store. */
+static void
+crm_sync_retry_failed(CrmSyncRun *run)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	int64	   *ids;
+	uint64		n;
+	uint64		i;
+
+	crm_sync_begin("crm_fdw sync: retrying failed rows");
+	values[0] = CStringGetTextDatum(run->server);
+	crm_sync_exec("SELECT external_appointment_id FROM crm.sync_errors"
+				  " WHERE server_name = $1 AND resolved_at IS NULL AND NOT dead_letter"
+				  " AND external_appointment_id IS NOT NULL ORDER BY 1",
+				  1, types, values, NULL, SPI_OK_SELECT);
+	n = SPI_processed;
+	ids = MemoryContextAlloc(TopMemoryContext, sizeof(int64) * Max(n, 1));
+	for (i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		ids[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	crm_sync_commit();
+
+	for (i = 0; i < n; i++)
+	{
+		CHECK_FOR_INTERRUPTS();
+		crm_sync_begin("crm_fdw sync: retrying a failed row");
+		crm_sync_fetch_one(run, ids[i], false);
+		crm_sync_log_progress(run);
+		crm_sync_commit();
+	}
+	pfree(ids);
+}
+
+/*
+ * Walk every page of the listing (since the cursor, for an incremental
+ * sync), one transaction per page.  Returns the cursor the walk earned.
+ */
+static TimestampTz
+crm_sync_walk(CrmSyncRun *run, bool *advance)
+{
+	StringInfoData base;
+	TimestampTz max_seen = 0;
+	TimestampTz first_date = 0;
+	int64		max_total = -1;
+	bool		shrank = false;
+	int			pageno;
+
+	initStringInfo(&base);
+	appendStringInfoString(&base, "/appointments?");
+	if (run->mode == CRM_SYNC_INCREMENTAL && run->has_cursor)
+	{
+		/* one second earlier: strict remotes and second-granular clocks */
+		TimestampTz after = run->cursor - run->cursor % USECS_PER_SEC - USECS_PER_SEC;
+		struct pg_tm tm;
+		fsec_t		fsec;
+
+		if (timestamp2tm(after, NULL, &tm, &fsec, NULL, NULL) != 0)
+			elog(ERROR, "sync cursor of server \"%s\" is out of range", run->server);
+		appendStringInfo(&base, "updated_after=%04d-%02d-%02dT%02d%%3A%02d%%3A%02dZ&",
+						 tm.tm_year, tm.tm_mon, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+	}
+	appendStringInfo(&base, "per_page=%d", run->conn->opts.page_size);
+
+	for (pageno = 1;; pageno++)
+	{
+		char	   *path;
+		CrmHttpResponse resp;
+		CrmPage		page;
+		char	   *rows;
+		size_t		nrows;
+		TimestampTz page_max;
+		bool		last;
+
+		CHECK_FOR_INTERRUPTS();
+		crm_sync_begin("crm_fdw sync: storing a page");
+		path = psprintf("%s&page=%d", base.data, pageno);
+		crmHttpGet(run->conn, path, false, &resp, &run->http);
+		if (pageno == 1)
+			first_date = resp.server_date;
+		rows = crm_sync_rows_text(&resp, path, &page);
+		nrows = json_array_size(page.rows);
+
+		page_max = nrows > 0 ? crm_sync_store(run, rows) : 0;
+		if (page_max > max_seen)
+			max_seen = page_max;
+		run->fetched += nrows;
+		run->pages_done++;
+
+		if (page.has_pagination)
+		{
+			run->pages_total = (int) Min(page.last_page, PG_INT32_MAX);
+			if (page.total < max_total)
+				shrank = true;
+			max_total = Max(max_total, page.total);
+			last = page.current_page >= page.last_page;
+		}
+		else
+			last = nrows < (size_t) run->conn->opts.page_size;
+		crm_sync_log_progress(run);
+		crm_sync_commit();
+
+		if (nrows == 0 || last)
+			break;
+	}
+
+	/*
+	 * Move the cursor to the newest row seen, but not past the API's clock at
+	 * the start of the walk: rows changed during the walk are newer than that.
+	 */
+	*advance = !shrank && max_seen != 0;
+	if (first_date != 0 && max_seen > first_date - USECS_PER_SEC)
+		max_seen = first_date - USECS_PER_SEC;
+	if (shrank)
+		elog(LOG, "crm_fdw: the listing of server \"%s\" shrank during the sync; the cursor stays where it was",
+			 run->server);
+	return max_seen;
+}
+
+/*
+ * After a full walk: every local row the listing did not show is checked by
+ * id; only a 404 marks it missing_remote (a walk can miss rows that moved).
+ */
+static void
+crm_sync_reconcile(CrmSyncRun *run)
+{
+	Oid			types[1] = {TEXTOID};
+	Datum		values[1];
+	int64	   *ids;
+	uint64		n;
+	uint64		i;
+
+	crm_sync_begin("crm_fdw sync: finding rows the remote no longer lists");
+	values[0] = CStringGetTextDatum(run->server);
+	crm_sync_exec("SELECT a.external_id FROM crm.appointments a WHERE a.server_name = $1"
+				  " AND a.sync_status <> 'missing_remote'"
+				  " AND NOT EXISTS (SELECT 1 FROM crm_seen_ids s WHERE s.id = a.external_id)"
+				  " ORDER BY 1",
+				  1, types, values, NULL, SPI_OK_SELECT);
+	n = SPI_processed;
+	ids = MemoryContextAlloc(TopMemoryContext, sizeof(int64) * Max(n, 1));
+	for (i = 0; i < n; i++)
+	{
+		bool		isnull;
+
+		ids[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+	}
+	crm_sync_commit();
+
+	for (i = 0; i < n; i++)
+	{
+		CHECK_FOR_INTERRUPTS();
+		crm_sync_begin("crm_fdw sync: checking a row the listing did not show");
+		crm_sync_fetch_one(run, ids[i], true);
+		crm_sync_log_progress(run);
+		crm_sync_commit();
+	}
+	pfree(ids);
+}
+
+/* Close the run: its log row, the cursor, old log rows. */
+static void
+crm_sync_finish(CrmSyncRun *run, bool ok, TimestampTz new_cursor, bool advance,
+				const char *message, const char *detail)
+{
+	Oid			types[4] = {INT8OID, TEXTOID, TEXTOID, TEXTOID};
+	Datum		values[4];
+	char		nulls[4] = "    ";
+
+	crm_sync_begin("crm_fdw sync: finishing");
+	crm_sync_log_progress(run);
+	if (ok && advance && (!run->has_cursor || new_cursor > run->cursor))
+	{
+		Oid			ctypes[3] = {TEXTOID, TIMESTAMPTZOID, BOOLOID};
+		Datum		cvalues[3];
+
+		cvalues[0] = CStringGetTextDatum(run->server);
+		cvalues[1] = TimestampTzGetDatum(new_cursor);
+		cvalues[2] = BoolGetDatum(run->mode == CRM_SYNC_FULL);
+		crm_sync_exec("UPDATE crm.sync_state SET sync_cursor = $2, updated_at = now(),"
+					  " last_full_sync = CASE WHEN $3 THEN now() ELSE last_full_sync END"
+					  " WHERE server_name = $1",
+					  3, ctypes, cvalues, NULL, SPI_OK_UPDATE);
+	}
+	else if (ok && run->mode == CRM_SYNC_FULL)
+	{
+		Oid			ctypes[1] = {TEXTOID};
+		Datum		cvalues[1];
+
+		cvalues[0] = CStringGetTextDatum(run->server);
+		crm_sync_exec("UPDATE crm.sync_state SET last_full_sync = now(), updated_at = now()"
+					  " WHERE server_name = $1", 1, ctypes, cvalues, NULL, SPI_OK_UPDATE);
+	}
+
+	values[0] = Int64GetDatum(run->log_id);
+	values[1] = CStringGetTextDatum(ok ? "completed" : "failed");
+	if (message)
+		values[2] = CStringGetTextDatum(message);
+	else
+		nulls[2] = 'n';
+	if (detail)
+		values[3] = CStringGetTextDatum(detail);
+	else
+		nulls[3] = 'n';
+	crm_sync_exec("UPDATE crm.sync_log l SET status = $2, error_message = $3, error_detail = $4,"
+				  " sync_completed_at = clock_timestamp(),"
+				  " duration_ms = (extract(epoch FROM clock_timestamp() - l.sync_started_at) * 1000)::bigint,"
+				  " cursor_after = (SELECT sync_cursor FROM crm.sync_state s WHERE s.server_name = l.server_name)"
+				  " WHERE id = $1",
+				  4, types, values, nulls, SPI_OK_UPDATE);
+
+	/* crm_fdw.log_retention: old runs go */
+	types[0] = INT4OID;
+	values[0] = Int32GetDatum(crm_log_retention_min);
+	crm_sync_exec("DELETE FROM crm.sync_log WHERE status <> 'running'"
+				  " AND sync_started_at < now() - make_interval(mins => $1)",
+				  1, types, values, NULL, SPI_OK_DELETE);
+	crm_sync_commit();
+}
+
+/*
+ * Open the run: take the server's lock (or log a skipped run), close runs a
+ * dead process left open, and write the 'running' log row.  Returns false
+ * when another sync of the server is running.
+ */
+static bool
+crm_sync_start(CrmSyncRun *run, int64 request_id)
+{
+	Oid			types[5];
+	Datum		values[5];
+	char		nulls[5] = "     ";
+	ForeignServer *server;
+	bool		locked;
+	bool		isnull;
+	Datum		d;
+
+	crm_sync_begin("crm_fdw sync: starting");
+	server = GetForeignServer(run->serverid);
+	if (strcmp(GetForeignDataWrapper(server->fdwid)->fdwname, "crm_fdw") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_ERROR),
+				 errmsg("server \"%s\" does not use the crm_fdw foreign-data wrapper",
+						server->servername)));
+	run->server = MemoryContextStrdup(TopMemoryContext, server->servername);
+
+	crm_sync_lock_args(run->serverid, values, types);
+	crm_sync_exec("SELECT pg_try_advisory_lock($1, $2)", 2, types, values, NULL, SPI_OK_SELECT);
+	locked = crm_sync_int8(1) != 0;
+
+	types[0] = TEXTOID;
+	values[0] = CStringGetTextDatum(run->server);
+	crm_sync_exec("INSERT INTO crm.sync_state (server_name) VALUES ($1) ON CONFLICT DO NOTHING",
+				  1, types, values, NULL, SPI_OK_INSERT);
+	if (locked)
+		crm_sync_mark_stale(run->server);
+
+	crm_sync_exec("SELECT sync_cursor FROM crm.sync_state WHERE server_name = $1",
+				  1, types, values, NULL, SPI_OK_SELECT);
+	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+	run->has_cursor = !isnull;
+	run->cursor = isnull ? 0 : DatumGetTimestampTz(d);
+
+	types[1] = TEXTOID;
+	values[1] = CStringGetTextDatum(run->mode == CRM_SYNC_FULL ? "full" : "incremental");
+	types[2] = TEXTOID;
+	values[2] = CStringGetTextDatum(locked ? "running" : "skipped");
+	types[3] = TIMESTAMPTZOID;
+	values[3] = TimestampTzGetDatum(run->cursor);
+	if (!run->has_cursor)
+		nulls[3] = 'n';
+	types[4] = INT8OID;
+	values[4] = Int64GetDatum(request_id);
+	crm_sync_exec("INSERT INTO crm.sync_log (server_name, sync_type, status, cursor_before,"
+				  " request_id, worker_pid, sync_completed_at, error_message)"
+				  " VALUES ($1, $2, $3, $4, $5, pg_backend_pid(),"
+				  "  CASE WHEN $3 = 'skipped' THEN clock_timestamp() END,"
+				  "  CASE WHEN $3 = 'skipped' THEN 'another sync of this server is running' END)"
+				  " RETURNING id",
+				  5, types, values, nulls, SPI_OK_INSERT_RETURNING);
+	run->log_id = crm_sync_int8(1);
+	crm_sync_commit();
+	return locked;
+}
+
+/*
+ * Run one sync of a server.  Errors end the run as 'failed' with the
+ * message (never the token); the cursor then stays where it was.
+ */
+void
+crmRunSync(Oid serverid, CrmSyncMode mode, int64 request_id)
+{
+	CrmSyncRun *run = MemoryContextAllocZero(TopMemoryContext, sizeof(CrmSyncRun));
+	MemoryContext oldcxt = CurrentMemoryContext;
+
+	run->serverid = serverid;
+	run->mode = mode;
+	run->started = GetCurrentTimestamp();
+
+	if (!crm_sync_start(run, request_id))
+		return;
+
+	PG_TRY();
+	{
+		TimestampTz new_cursor;
+		bool		advance;
+
+		crm_sync_begin("crm_fdw sync: reading the user mapping");
+		run->conn = crmGetConnInfo(serverid, GetUserId());
+		/* the connection info outlives this transaction */
+		{
+			MemoryContext cxt = MemoryContextSwitchTo(TopMemoryContext);
+			CrmConnInfo *c = palloc(sizeof(CrmConnInfo));
+
+			*c = *run->conn;
+			c->servername = pstrdup(run->conn->servername);
+			c->token = pstrdup(run->conn->token);
+			c->opts.url = pstrdup(run->conn->opts.url);
+			if (run->conn->opts.ca_file)
+				c->opts.ca_file = pstrdup(run->conn->opts.ca_file);
+			run->conn = c;
+			MemoryContextSwitchTo(cxt);
+		}
+		if (mode == CRM_SYNC_FULL)
+			crm_sync_exec("CREATE TEMP TABLE IF NOT EXISTS crm_seen_ids (id bigint PRIMARY KEY)",
+						  0, NULL, NULL, NULL, SPI_OK_UTILITY);
+		crm_sync_commit();
+
+		crm_sync_retry_failed(run);
+		new_cursor = crm_sync_walk(run, &advance);
+		if (mode == CRM_SYNC_FULL)
+			crm_sync_reconcile(run);
+		crm_sync_finish(run, true, new_cursor, advance, NULL, NULL);
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(oldcxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		/* the server log gets the error too, with its SQLSTATE */
+		ereport(LOG,
+				(errcode(edata->sqlerrcode),
+				 errmsg("crm_fdw sync of server \"%s\" failed: %s", run->server, edata->message),
+				 edata->detail ? errdetail_internal("%s", edata->detail) : 0));
+		crm_sync_finish(run, false, 0, false, edata->message, edata->detail);
+	}
+	PG_END_TRY();
+}
