@@ -8,7 +8,7 @@ PGFILEDESC  = "crm_fdw - foreign data wrapper and sync for a remote appointments
 
 # pg_regress scripts in sql/, expected output in expected/; test/run-tests
 # starts the mock API and passes its URL in CRM_MOCK_URL.
-REGRESS      = setup options import pushdown scan errors
+REGRESS      = setup options import pushdown scan errors sync
 REGRESS_OPTS = --inputdir=. --load-extension=$(EXTENSION)
 
 PG_CONFIG  ?= pg_config

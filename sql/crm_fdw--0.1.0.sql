@@ -445,7 +445,7 @@ CREATE FUNCTION crm._sync_page(p_server text, p_log_id bigint, p_rows jsonb,
                                p_max_retries integer,
                                OUT created integer, OUT updated integer,
                                OUT unchanged integer, OUT failed integer,
-                               OUT max_updated timestamptz)
+                               OUT failed_without_id integer, OUT max_updated timestamptz)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -458,7 +458,7 @@ DECLARE
   detail text;
   state text;
 BEGIN
-  created := 0; updated := 0; failed := 0;
+  created := 0; updated := 0; failed := 0; failed_without_id := 0;
   SELECT max(crm._row_updated_at(e)) INTO max_updated FROM jsonb_array_elements(p_rows) e;
   BEGIN
     SELECT * INTO r FROM crm._store_rows(p_server, p_rows);
@@ -474,6 +474,9 @@ BEGIN
         GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, detail = PG_EXCEPTION_DETAIL, state = RETURNED_SQLSTATE;
         failed := failed + 1;
         ext_id := CASE WHEN jsonb_typeof(elem->'id') = 'number' THEN (elem->>'id')::numeric::bigint END;
+        IF ext_id IS NULL THEN
+          failed_without_id := failed_without_id + 1;
+        END IF;
         INSERT INTO crm.sync_errors AS x (sync_log_id, server_name, external_appointment_id,
                                           error_type, error_message, error_data)
         VALUES (p_log_id, p_server, ext_id, state, msg || coalesce(E'\n' || detail, ''), elem)

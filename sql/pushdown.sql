@@ -105,8 +105,7 @@ ANALYZE wanted;
 EXPLAIN (COSTS OFF)
   SELECT w.note, a.id, a.full_name FROM wanted w JOIN remote.appointments a ON a.id = w.appointment_id;
 SELECT mock.clear_log();
-SELECT w.note, a.id, a.full_name = l.full_name AS same_name
+SELECT w.note, a.id, a.full_name = (SELECT l.full_name FROM local_copy l WHERE l.id = a.id) AS same_name
   FROM wanted w JOIN remote.appointments a ON a.id = w.appointment_id
-  JOIN local_copy l ON l.id = a.id
   ORDER BY w.note;
 SELECT path FROM mock.requests();

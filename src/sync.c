@@ -58,6 +58,7 @@ typedef struct CrmSyncRun
 	int64		unchanged;
 	int64		failed;
 	int64		missing;
+	int64		failed_without_id;	/* cannot be retried by id: hold the cursor */
 	int			pages_done;
 	int			pages_total;
 	CrmHttpStats http;
@@ -230,13 +231,14 @@ crm_sync_store(CrmSyncRun *run, const char *rows_json)
 	values[1] = Int64GetDatum(run->log_id);
 	values[2] = CStringGetTextDatum(rows_json);
 	values[3] = Int32GetDatum(crm_max_row_retries);
-	crm_sync_exec("SELECT created, updated, unchanged, failed, max_updated"
+	crm_sync_exec("SELECT created, updated, unchanged, failed, max_updated, failed_without_id"
 				  " FROM crm._sync_page($1, $2, $3::jsonb, $4)",
 				  4, types, values, NULL, SPI_OK_SELECT);
 	run->created += crm_sync_int8(1);
 	run->updated += crm_sync_int8(2);
 	run->unchanged += crm_sync_int8(3);
 	run->failed += crm_sync_int8(4);
+	run->failed_without_id += crm_sync_int8(6);
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull);
 	return isnull ? 0 : DatumGetTimestampTz(d);
 }
@@ -292,22 +294,27 @@ crm_sync_fetch_one(CrmSyncRun *run, int64 id, bool mark_missing)
 	(void) crm_sync_store(run, crm_sync_rows_text(&resp, path, &page));
 }
 
-/* Retry, by id, the rows earlier syncs could not store. */
+/*
+ * Retry, by id, the rows earlier syncs could not store and this one has not
+ * met again in its walk.
+ */
 static void
 crm_sync_retry_failed(CrmSyncRun *run)
 {
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1];
+	Oid			types[2] = {TEXTOID, INT8OID};
+	Datum		values[2];
 	int64	   *ids;
 	uint64		n;
 	uint64		i;
 
 	crm_sync_begin("crm_fdw sync: retrying failed rows");
 	values[0] = CStringGetTextDatum(run->server);
+	values[1] = Int64GetDatum(run->log_id);
 	crm_sync_exec("SELECT external_appointment_id FROM crm.sync_errors"
 				  " WHERE server_name = $1 AND resolved_at IS NULL AND NOT dead_letter"
-				  " AND external_appointment_id IS NOT NULL ORDER BY 1",
-				  1, types, values, NULL, SPI_OK_SELECT);
+				  " AND external_appointment_id IS NOT NULL"
+				  " AND sync_log_id IS DISTINCT FROM $2 ORDER BY 1",
+				  2, types, values, NULL, SPI_OK_SELECT);
 	n = SPI_processed;
 	ids = MemoryContextAlloc(TopMemoryContext, sizeof(int64) * Max(n, 1));
 	for (i = 0; i < n; i++)
@@ -405,7 +412,7 @@ crm_sync_walk(CrmSyncRun *run, bool *advance)
 	 * Move the cursor to the newest row seen, but not past the API's clock at
 	 * the start of the walk: rows changed during the walk are newer than that.
 	 */
-	*advance = !shrank && max_seen != 0;
+	*advance = !shrank && max_seen != 0 && run->failed_without_id == 0;
 	if (first_date != 0 && max_seen > first_date - USECS_PER_SEC)
 		max_seen = first_date - USECS_PER_SEC;
 	if (shrank)
@@ -622,8 +629,8 @@ crmRunSync(Oid serverid, CrmSyncMode mode, int64 request_id)
 						  0, NULL, NULL, NULL, SPI_OK_UTILITY);
 		crm_sync_commit();
 
-		crm_sync_retry_failed(run);
 		new_cursor = crm_sync_walk(run, &advance);
+		crm_sync_retry_failed(run);
 		if (mode == CRM_SYNC_FULL)
 			crm_sync_reconcile(run);
 		crm_sync_finish(run, true, new_cursor, advance, NULL, NULL);

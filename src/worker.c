@@ -60,6 +60,7 @@ typedef struct CrmSyncRequest
 	Oid			serverid;
 	CrmSyncMode mode;
 	int64		request_id;
+	int			max_row_retries;	/* the caller's setting, SET included */
 } CrmSyncRequest;
 
 void
@@ -115,6 +116,7 @@ crm_sync_worker_main(Datum main_arg)
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(req.dboid, req.roleoid, 0);
+	crm_max_row_retries = req.max_row_retries;
 
 	crmRunSync(req.serverid, req.mode, req.request_id);
 	proc_exit(0);
@@ -138,6 +140,7 @@ crm_run_sync_worker(Oid serverid, CrmSyncMode mode, int64 request_id)
 	req.serverid = serverid;
 	req.mode = mode;
 	req.request_id = request_id;
+	req.max_row_retries = crm_max_row_retries;
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;

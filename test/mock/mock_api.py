@@ -1166,6 +1166,13 @@ class Handler(BaseHTTPRequestHandler):
     def version_string(self):
         return self.server_version
 
+    def date_time_string(self, timestamp=None):
+        # The Date header speaks the mock's clock, offset included, as a
+        # real API server's Date speaks its own (skewed) clock.
+        if timestamp is None:
+            timestamp = self.server.app.store.now_us() / US
+        return super().date_time_string(timestamp)
+
     def setup(self):
         super().setup()
         # one number per TCP connection, for checking keep-alive reuse
