@@ -237,6 +237,9 @@ extern bool crmPushableCondition(PlannerInfo *root, RelOptInfo *baserel,
 								 Expr *clause, CrmPushCond *cond);
 extern List *crmBuildRequests(CrmResource resource, int minutes, int per_page,
 							  List *specs, CrmPushValue *values);
+/* created_after/updated_after for "> ts": a second earlier (see pushdown.c). */
+extern TimestampTz crmAfterBound(TimestampTz ts);
+extern void crmAppendTimestampParam(StringInfo buf, const char *name, TimestampTz ts);
 /* A plan's spec list entry, and back. */
 extern Node *crmSpecToNode(CrmField field, CrmOp op);
 extern void crmSpecFromNode(Node *node, CrmField *field, CrmOp *op);

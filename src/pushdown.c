@@ -503,8 +503,8 @@ crm_merge_ids(List *a, List *b, bool b_set)
  * second earlier, so a strict or second-granular remote still sends every row
  * at ts.  The local check drops the extra ones.
  */
-static TimestampTz
-crm_after_bound(TimestampTz ts)
+TimestampTz
+crmAfterBound(TimestampTz ts)
 {
 	TimestampTz floor_sec = ts - ts % USECS_PER_SEC;
 
@@ -582,7 +582,7 @@ crm_fold_condition(CrmFilterSet *fs, CrmField field, CrmOp op, CrmPushValue *v)
 
 				if (TIMESTAMP_NOT_FINITE(ts))
 					return;
-				after = crm_after_bound(ts);
+				after = crmAfterBound(ts);
 				if (field == CRM_FIELD_CREATED)
 				{
 					if (!fs->has_created || after > fs->created_after)
@@ -669,8 +669,9 @@ crm_append_date(StringInfo buf, const char *name, DateADT d)
 		crm_append_param(buf, name, s);
 }
 
-static void
-crm_append_timestamp(StringInfo buf, const char *name, TimestampTz ts)
+/* A datetime parameter as the API takes it: UTC, whole seconds. */
+void
+crmAppendTimestampParam(StringInfo buf, const char *name, TimestampTz ts)
 {
 	struct pg_tm tm;
 	fsec_t		fsec;
@@ -879,9 +880,9 @@ crmBuildRequests(CrmResource resource, int minutes, int per_page,
 	if (resource == CRM_RESOURCE_STATS)
 		return list_make1(crm_make_request(base.data, false, false));
 	if (fs.has_created)
-		crm_append_timestamp(&base, "created_after", fs.created_after);
+		crmAppendTimestampParam(&base, "created_after", fs.created_after);
 	if (fs.has_updated)
-		crm_append_timestamp(&base, "updated_after", fs.updated_after);
+		crmAppendTimestampParam(&base, "updated_after", fs.updated_after);
 	return crm_fan_out(NIL, &fs, 0, base.data, suffix,
 					   resource == CRM_RESOURCE_APPOINTMENTS);
 }

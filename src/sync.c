@@ -295,11 +295,12 @@ crm_sync_fetch_one(CrmSyncRun *run, int64 id, bool mark_missing)
 }
 
 /*
- * Retry, by id, the rows earlier syncs could not store and this one has not
- * met again in its walk.
+ * GET by id, one transaction each, every id the query (parameters: server,
+ * log id) lists.  The ids are read first, in their own transaction.
  */
 static void
-crm_sync_retry_failed(CrmSyncRun *run)
+crm_sync_fetch_listed(CrmSyncRun *run, const char *query, bool mark_missing,
+					  const char *activity)
 {
 	Oid			types[2] = {TEXTOID, INT8OID};
 	Datum		values[2];
@@ -307,14 +308,10 @@ crm_sync_retry_failed(CrmSyncRun *run)
 	uint64		n;
 	uint64		i;
 
-	crm_sync_begin("crm_fdw sync: retrying failed rows");
+	crm_sync_begin(activity);
 	values[0] = CStringGetTextDatum(run->server);
 	values[1] = Int64GetDatum(run->log_id);
-	crm_sync_exec("SELECT external_appointment_id FROM crm.sync_errors"
-				  " WHERE server_name = $1 AND resolved_at IS NULL AND NOT dead_letter"
-				  " AND external_appointment_id IS NOT NULL"
-				  " AND sync_log_id IS DISTINCT FROM $2 ORDER BY 1",
-				  2, types, values, NULL, SPI_OK_SELECT);
+	crm_sync_exec(query, 2, types, values, NULL, SPI_OK_SELECT);
 	n = SPI_processed;
 	ids = MemoryContextAlloc(TopMemoryContext, sizeof(int64) * Max(n, 1));
 	for (i = 0; i < n; i++)
@@ -328,12 +325,27 @@ crm_sync_retry_failed(CrmSyncRun *run)
 	for (i = 0; i < n; i++)
 	{
 		CHECK_FOR_INTERRUPTS();
-		crm_sync_begin("crm_fdw sync: retrying a failed row");
-		crm_sync_fetch_one(run, ids[i], false);
+		crm_sync_begin(activity);
+		crm_sync_fetch_one(run, ids[i], mark_missing);
 		crm_sync_log_progress(run);
 		crm_sync_commit();
 	}
 	pfree(ids);
+}
+
+/*
+ * Retry, by id, the rows earlier syncs could not store and this one has not
+ * met again in its walk.
+ */
+static void
+crm_sync_retry_failed(CrmSyncRun *run)
+{
+	crm_sync_fetch_listed(run,
+						  "SELECT external_appointment_id FROM crm.sync_errors"
+						  " WHERE server_name = $1 AND resolved_at IS NULL AND NOT dead_letter"
+						  " AND external_appointment_id IS NOT NULL"
+						  " AND sync_log_id IS DISTINCT FROM $2 ORDER BY 1",
+						  false, "crm_fdw sync: retrying failed rows");
 }
 
 /*
@@ -351,19 +363,10 @@ crm_sync_walk(CrmSyncRun *run, bool *advance)
 	int			pageno;
 
 	initStringInfo(&base);
-	appendStringInfoString(&base, "/appointments?");
+	appendStringInfoString(&base, "/appointments");
 	if (run->mode == CRM_SYNC_INCREMENTAL && run->has_cursor)
-	{
-		/* one second earlier: strict remotes and second-granular clocks */
-		TimestampTz after = run->cursor - run->cursor % USECS_PER_SEC - USECS_PER_SEC;
-		struct pg_tm tm;
-		fsec_t		fsec;
-
-		if (timestamp2tm(after, NULL, &tm, &fsec, NULL, NULL) != 0)
-			elog(ERROR, "sync cursor of server \"%s\" is out of range", run->server);
-		appendStringInfo(&base, "updated_after=%04d-%02d-%02dT%02d%%3A%02d%%3A%02dZ&",
-						 tm.tm_year, tm.tm_mon, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
-	}
+		crmAppendTimestampParam(&base, "updated_after", crmAfterBound(run->cursor));
+	appendStringInfoChar(&base, strchr(base.data, '?') ? '&' : '?');
 	appendStringInfo(&base, "per_page=%d", run->conn->opts.page_size);
 
 	for (pageno = 1;; pageno++)
@@ -428,38 +431,12 @@ crm_sync_walk(CrmSyncRun *run, bool *advance)
 static void
 crm_sync_reconcile(CrmSyncRun *run)
 {
-	Oid			types[1] = {TEXTOID};
-	Datum		values[1];
-	int64	   *ids;
-	uint64		n;
-	uint64		i;
-
-	crm_sync_begin("crm_fdw sync: finding rows the remote no longer lists");
-	values[0] = CStringGetTextDatum(run->server);
-	crm_sync_exec("SELECT a.external_id FROM crm.appointments a WHERE a.server_name = $1"
-				  " AND a.sync_status <> 'missing_remote'"
-				  " AND NOT EXISTS (SELECT 1 FROM crm_seen_ids s WHERE s.id = a.external_id)"
-				  " ORDER BY 1",
-				  1, types, values, NULL, SPI_OK_SELECT);
-	n = SPI_processed;
-	ids = MemoryContextAlloc(TopMemoryContext, sizeof(int64) * Max(n, 1));
-	for (i = 0; i < n; i++)
-	{
-		bool		isnull;
-
-		ids[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
-	}
-	crm_sync_commit();
-
-	for (i = 0; i < n; i++)
-	{
-		CHECK_FOR_INTERRUPTS();
-		crm_sync_begin("crm_fdw sync: checking a row the listing did not show");
-		crm_sync_fetch_one(run, ids[i], true);
-		crm_sync_log_progress(run);
-		crm_sync_commit();
-	}
-	pfree(ids);
+	crm_sync_fetch_listed(run,
+						  "SELECT a.external_id FROM crm.appointments a WHERE a.server_name = $1"
+						  " AND a.sync_status <> 'missing_remote'"
+						  " AND NOT EXISTS (SELECT 1 FROM crm_seen_ids s WHERE s.id = a.external_id)"
+						  " ORDER BY 1",
+						  true, "crm_fdw sync: checking rows the listing did not show");
 }
 
 /* Close the run: its log row, the cursor, old log rows. */

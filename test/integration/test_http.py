@@ -124,6 +124,9 @@ def test_redirect_to_other_schemes_is_refused():
             assert "root:" not in text, "the redirect target was read:\n" + text
             assert e.pgcode and not e.pgcode.startswith("XX"), (target, e.pgcode, text)
             assert "/appointments/5" in text, "the error does not name the request:\n" + text
+            scheme = target.split(":")[0]
+            assert scheme in text.lower() or "redirect" in text.lower(), \
+                "the error does not say what was refused:\n" + text
             assert scalar(conn, "SELECT 1") == 1
         mock().config(fault=None)
         assert [r[0] for r in query(conn, BY_ID)] == [5]
