@@ -231,3 +231,5 @@ SELECT count(*) AS leads, count(DISTINCT l.contact_id) AS contacts,
        (SELECT count(*) FROM crm.appointments WHERE server_name = 'by_hand' AND is_paid) AS paid
   FROM crm.leads l JOIN crm.appointments a ON a.id = l.appointment_id AND a.server_name = 'by_hand';
 DELETE FROM crm.appointments WHERE server_name IN ('manual', 'by_hand');
+-- leave the mock as the next suite expects it
+SELECT mock.reset();
