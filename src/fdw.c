@@ -616,8 +616,12 @@ crm_fetch_next(CrmScanState *st)
 		 */
 		if (req->paged && json_array_size(page.rows) > 0)
 		{
+			/*
+			 * Our page number, not the echoed one: a server that keeps
+			 * answering page 1 must not loop us forever.
+			 */
 			if (page.has_pagination)
-				st->more_pages = page.current_page < page.last_page;
+				st->more_pages = st->page < page.last_page;
 			else
 				st->more_pages = json_array_size(page.rows) >= (size_t) st->per_page;
 		}

@@ -400,7 +400,7 @@ crm_sync_walk(CrmSyncRun *run, bool *advance)
 			if (page.total < max_total)
 				shrank = true;
 			max_total = Max(max_total, page.total);
-			last = page.current_page >= page.last_page;
+			last = pageno >= page.last_page;
 		}
 		else
 			last = nrows < (size_t) run->conn->opts.page_size;
