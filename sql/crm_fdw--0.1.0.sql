@@ -201,6 +201,21 @@ CREATE TABLE crm.sync_state (
   updated_at       timestamptz NOT NULL DEFAULT now()
 );
 
+-- The CRM data is the user's, not the extension's: pg_dump must keep it.
+SELECT pg_catalog.pg_extension_config_dump('crm.appointments', '');
+SELECT pg_catalog.pg_extension_config_dump('crm.appointments_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('crm.contacts', '');
+SELECT pg_catalog.pg_extension_config_dump('crm.contacts_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('crm.leads', '');
+SELECT pg_catalog.pg_extension_config_dump('crm.leads_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('crm.deals', '');
+SELECT pg_catalog.pg_extension_config_dump('crm.deals_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('crm.sync_log', '');
+SELECT pg_catalog.pg_extension_config_dump('crm.sync_log_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('crm.sync_errors', '');
+SELECT pg_catalog.pg_extension_config_dump('crm.sync_errors_id_seq', '');
+SELECT pg_catalog.pg_extension_config_dump('crm.sync_state', '');
+
 -- ===================================================================
 -- Contacts, leads and deals: the guide's createCRMRecords/updateCRMRecords,
 -- set-wise, for any writer of crm.appointments
@@ -277,11 +292,16 @@ BEGIN
          IS DISTINCT FROM (x.contact_id, x.lead_id, x.deal_id);
 END $$;
 
+-- Rows that arrive already linked (a pg_dump being restored) keep their records.
 CREATE FUNCTION crm._appointments_inserted() RETURNS trigger LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-  PERFORM crm.refresh_crm_records(ARRAY(SELECT id FROM new_rows));
+  PERFORM crm.refresh_crm_records(ARRAY(
+    SELECT id FROM new_rows
+     WHERE crm_lead_id IS NULL
+        OR (crm_contact_id IS NULL AND client_email IS NOT NULL)
+        OR (crm_deal_id IS NULL AND is_paid)));
   RETURN NULL;
 END $$;
 
