@@ -143,7 +143,7 @@ extern json_t *crmJsonLookup(json_t *obj, CrmColumn *col);
 /* Convert one JSON value to a Datum of the column's type. */
 extern Datum crmJsonToDatum(json_t *value, CrmColumn *col, int64 row_id,
 							bool *isnull);
-/* Fill values/nulls for every column from one JSON object. */
+/* Fill values[i]/nulls[i] for each cols[i] from one JSON object. */
 extern void crmJsonObjectToRow(json_t *obj, CrmColumn *cols, int ncols,
 							   Datum *values, bool *nulls);
 
@@ -176,6 +176,7 @@ typedef struct CrmCsv
 extern CrmCsv *crmCsvParse(const char *body, size_t len);
 extern Datum crmTextToDatum(const char *text, CrmColumn *col, int64 row_id,
 							bool *isnull);
+extern int64 crmRowIdFromText(const char *text);
 
 /* ---------- pushdown.c ---------- */
 

@@ -94,6 +94,7 @@ typedef struct CrmScanState
 	CrmCsv	   *csv;
 	ListCell   *csv_row;
 	int		   *csv_field;		/* per retrieved column: header index, or -1 */
+	int			csv_id_field;	/* header index of "id", for messages */
 
 	CrmHttpStats stats;
 	List	   *shown_requests; /* paths of the first execution, for EXPLAIN ANALYZE */
@@ -551,6 +552,10 @@ crm_map_csv_columns(CrmScanState *st)
 				st->csv_field[i] = j;
 		pfree(flat);
 	}
+	st->csv_id_field = -1;
+	for (j = 0; j < st->csv->nfields; j++)
+		if (strcmp(st->csv->header[j], "id") == 0)
+			st->csv_id_field = j;
 }
 
 /*
@@ -645,12 +650,10 @@ crm_next_row(CrmScanState *st, TupleTableSlot *slot)
 	else if (st->csv && st->csv_row)
 	{
 		char	  **fields = (char **) lfirst(st->csv_row);
-		int64		row_id = -1;
+		int64		row_id = st->csv_id_field >= 0 ?
+			crmRowIdFromText(fields[st->csv_id_field]) : -1;
 
 		st->csv_row = lnext(st->csv->rows, st->csv_row);
-		for (i = 0; i < st->csv->nfields; i++)
-			if (strcmp(st->csv->header[i], "id") == 0 && fields[i])
-				row_id = strtoi64(fields[i], NULL, 10);
 		for (i = 0; i < st->ncols; i++)
 		{
 			int			f = st->csv_field[i];

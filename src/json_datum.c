@@ -32,6 +32,7 @@
 #include "miscadmin.h"
 #include "nodes/value.h"
 #include "utils/builtins.h"
+#include "utils/date.h"
 #include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -508,6 +509,53 @@ crm_cstring_datum(const char *str, CrmColumn *col)
 }
 
 /*
+ * Does a datetime string end in an explicit zone (Z, +HH, +HH:MM, -HHMM)?
+ * Only then is its calendar day ambiguous.
+ */
+static bool
+crm_has_zone(const char *s, size_t len)
+{
+	size_t		i;
+
+	if (len <= 10 || (s[10] != 'T' && s[10] != 't' && s[10] != ' '))
+		return false;
+	if (s[len - 1] == 'Z' || s[len - 1] == 'z')
+		return true;
+	for (i = len; i > 11; i--)
+	{
+		char		c = s[i - 1];
+
+		if (c == '+' || c == '-')
+			return len - i >= 2 && len - i <= 5;
+		if (!isdigit((unsigned char) c) && c != ':')
+			return false;
+	}
+	return false;
+}
+
+/*
+ * The UTC day of a datetime with a zone: the API writes its datetimes in UTC
+ * ("...Z"), so "2024-12-01T10:59:59+11:00" is the period ending 2024-11-30
+ * whatever zone the server chose to print it in.
+ */
+static Datum
+crm_zoned_date(const char *s)
+{
+	TimestampTz ts = DatumGetTimestampTz(DirectFunctionCall3(timestamptz_in,
+															 CStringGetDatum(s),
+															 ObjectIdGetDatum(InvalidOid),
+															 Int32GetDatum(-1)));
+	int64		days;
+
+	if (TIMESTAMP_NOT_FINITE(ts))
+		return DirectFunctionCall1(timestamptz_date, TimestampTzGetDatum(ts));
+	days = ts / USECS_PER_DAY;
+	if (ts < 0 && ts % USECS_PER_DAY != 0)
+		days--;
+	return DateADTGetDatum((DateADT) days);
+}
+
+/*
  * A UTF-8 string (NUL-terminated at len) to the column's type.  from_json:
  * the string comes from jansson, so it is valid UTF-8 but may hold NUL
  * bytes, which no PostgreSQL string can.  Otherwise (CSV) it is checked to
@@ -540,6 +588,8 @@ crm_string_datum(const char *str, size_t len, CrmColumn *col, bool from_json)
 
 	if (col->typid == TEXTOID)
 		result = PointerGetDatum(cstring_to_text_with_len(s, (int) len));
+	else if (col->typid == DATEOID && crm_has_zone(s, len))
+		result = crm_zoned_date(s);
 	else
 		result = InputFunctionCall(&col->inflinfo, unconstify(char *, s),
 								   col->typioparam, col->typmod);
@@ -769,6 +819,17 @@ crm_parse_digits(const char *str, size_t len, int64 *result)
 	}
 	*result = neg ? -v : v;
 	return true;
+}
+
+/* The appointment id in a CSV field, for error messages; -1 if not a number. */
+int64
+crmRowIdFromText(const char *text)
+{
+	int64		v;
+
+	if (text != NULL && crm_parse_digits(text, strlen(text), &v) && v >= 0)
+		return v;
+	return -1;
 }
 
 /* The appointment id of a row for error messages, -1 if it has none. */

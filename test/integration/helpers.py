@@ -31,7 +31,6 @@ import urllib.error
 import urllib.request
 
 import psycopg2
-import psycopg2.extensions
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))

@@ -67,6 +67,7 @@ def main():
     passed = failed = skipped = 0
     started = time.monotonic()
     stop = False
+    reset_default_mock()                    # whatever ran before (pg_regress) left
     for module_name, module, tests in discover():
         if module is None:
             if args.pattern in module_name:
