@@ -22,6 +22,7 @@ import json
 import os
 import re
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -89,16 +90,17 @@ def wait_until(predicate, timeout=10.0, interval=0.02, what="condition"):
 class Mock:
     """Client of one mock instance's control API."""
 
-    def __init__(self, base):
+    def __init__(self, base, cafile=None):
         self.base = base.rstrip("/")
         self.url = self.base + "/api/crm"
+        self.ssl_context = ssl.create_default_context(cafile=cafile) if cafile else None
 
     def _call(self, method, path, body=None, timeout=60):
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.base + path, data=data, method=method,
                                      headers={"Content-Type": "application/json"})
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as r:
+            with urllib.request.urlopen(req, timeout=timeout, context=self.ssl_context) as r:
                 return json.loads(r.read())
         except urllib.error.HTTPError as e:
             raise AssertionError("mock %s %s: HTTP %d %s"
@@ -170,12 +172,15 @@ class MockProcess:
     otherwise.
     """
 
-    def __init__(self, rows=500, seed=42, rate_limit=0, tokens=None, timeout=60):
+    def __init__(self, rows=500, seed=42, rate_limit=0, tokens=None, timeout=60, tls=None):
+        """tls: (certificate file, key file) to serve HTTPS."""
         self.dir = tempfile.mkdtemp(prefix="crm_it_mock.")
         port_file = os.path.join(self.dir, "port")
         self.stderr_path = os.path.join(self.dir, "stderr")
         cmd = [sys.executable, MOCK_SCRIPT, "--port", "0", "--port-file", port_file,
                "--rows", str(rows), "--seed", str(seed), "--rate-limit", str(rate_limit)]
+        if tls:
+            cmd += ["--tls-cert", tls[0], "--tls-key", tls[1]]
         for t in (tokens or [token()]):
             cmd += ["--token", t]
         with open(self.stderr_path, "w") as err:
@@ -188,7 +193,8 @@ class MockProcess:
             time.sleep(0.05)
         with open(port_file) as fh:
             self.port = int(fh.read())
-        self.mock = Mock("http://127.0.0.1:%d" % self.port)
+        self.mock = Mock("%s://127.0.0.1:%d" % ("https" if tls else "http", self.port),
+                         cafile=tls[0] if tls else None)
         self.url = self.mock.url
 
     def stop(self):

@@ -19,6 +19,7 @@ import random
 import re
 import signal
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -1760,6 +1761,8 @@ def main(argv=None):
                     help="requests per minute per token (0 = off)")
     ap.add_argument("--log-file", help="append one JSON line per API request here")
     ap.add_argument("--verbose", action="store_true", help="per-request lines on stderr")
+    ap.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM)")
+    ap.add_argument("--tls-key", help="the certificate's private key (PEM)")
     args = ap.parse_args(argv)
     if args.rows < 0 or args.rate_limit < 0:
         ap.error("--rows and --rate-limit must be >= 0")
@@ -1767,6 +1770,12 @@ def main(argv=None):
     app = App(args)
     server = Server(("127.0.0.1", args.port), Handler)
     server.app = app
+    if args.tls_cert:
+        # HTTPS for the TLS tests: a client that rejects the certificate
+        # fails the handshake in accept(), which socketserver shrugs off.
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(args.tls_cert, args.tls_key)
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
     port = server.server_address[1]
     if args.port_file:
         write_port_file(args.port_file, port)
