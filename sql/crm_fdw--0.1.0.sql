@@ -465,7 +465,8 @@ CREATE FUNCTION crm._sync_page(p_server text, p_log_id bigint, p_rows jsonb,
                                p_max_retries integer,
                                OUT created integer, OUT updated integer,
                                OUT unchanged integer, OUT failed integer,
-                               OUT failed_without_id integer, OUT max_updated timestamptz)
+                               OUT failed_without_id integer, OUT max_updated timestamptz,
+                               OUT duplicates integer)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -493,7 +494,8 @@ BEGIN
       EXCEPTION WHEN others THEN
         GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, detail = PG_EXCEPTION_DETAIL, state = RETURNED_SQLSTATE;
         failed := failed + 1;
-        ext_id := CASE WHEN jsonb_typeof(elem->'id') = 'number' THEN (elem->>'id')::numeric::bigint END;
+        ext_id := CASE WHEN jsonb_typeof(elem->'id') = 'number' AND elem->>'id' ~ '^[0-9]{1,18}$'
+                       THEN (elem->>'id')::bigint END;
         IF ext_id IS NULL THEN
           failed_without_id := failed_without_id + 1;
         END IF;
@@ -513,9 +515,17 @@ BEGIN
   UPDATE crm.sync_errors SET resolved_at = now(), updated_at = now()
    WHERE server_name = p_server AND resolved_at IS NULL
      AND external_appointment_id = ANY (stored);
+  -- The ids this walk has seen: one seen twice means the listing moved
+  -- under the walk (see src/sync.c).
+  duplicates := 0;
   IF to_regclass('pg_temp.crm_seen_ids') IS NOT NULL THEN
-    INSERT INTO crm_seen_ids SELECT (e->>'id')::bigint FROM jsonb_array_elements(p_rows) e
-      WHERE jsonb_typeof(e->'id') = 'number' ON CONFLICT DO NOTHING;
+    WITH ids AS (
+      SELECT (e->>'id')::bigint AS id FROM jsonb_array_elements(p_rows) e
+       WHERE jsonb_typeof(e->'id') = 'number' AND e->>'id' ~ '^[0-9]{1,18}$'
+    ), ins AS (
+      INSERT INTO crm_seen_ids SELECT id FROM ids ON CONFLICT DO NOTHING RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM ids) - (SELECT count(*) FROM ins) INTO duplicates;
   END IF;
 END $$;
 

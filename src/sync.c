@@ -12,9 +12,12 @@
  *	- Each page commits on its own, but the cursor moves only at the end of a
  *	  complete walk, and never past the API's clock at the start of the walk
  *	  (its Date header): a row changed while we walk, which an unstable order
- *	  may have hidden from us, is newer than that and is read next time.  A
- *	  walk during which pagination.total shrank (a row left the listing, so
- *	  others may have shifted past us) does not move the cursor at all.
+ *	  may have hidden from us, is newer than that and is read next time.
+ *	- An unchanged row can only be skipped when a row before our position
+ *	  leaves it: moved behind us by an update (we then see its id twice) or
+ *	  deleted (pagination.total shrinks).  Such a walk is unsettled: it is
+ *	  read again from the same cursor, and if the listing keeps moving, the
+ *	  cursor stays where it was.
  *	- Storing a page (crm._sync_page) never overwrites a newer version with an
  *	  older one and writes nothing for unchanged rows.
  * A full sync also lists every id and checks each local row it did not see
@@ -39,6 +42,8 @@
 
 /* Advisory lock space of crm_fdw: (this, server oid) is held while a server syncs. */
 #define CRM_SYNC_LOCK_CLASS		0x43524D31
+/* Walks of one sync while the listing keeps moving under it. */
+#define CRM_SYNC_MAX_WALKS		3
 
 /* One run of the sync. */
 typedef struct CrmSyncRun
@@ -59,6 +64,7 @@ typedef struct CrmSyncRun
 	int64		failed;
 	int64		missing;
 	int64		failed_without_id;	/* cannot be retried by id: hold the cursor */
+	int64		duplicates;		/* ids seen twice in the current walk */
 	int			pages_done;
 	int			pages_total;
 	CrmHttpStats http;
@@ -231,14 +237,15 @@ crm_sync_store(CrmSyncRun *run, const char *rows_json)
 	values[1] = Int64GetDatum(run->log_id);
 	values[2] = CStringGetTextDatum(rows_json);
 	values[3] = Int32GetDatum(crm_max_row_retries);
-	crm_sync_exec("SELECT created, updated, unchanged, failed, max_updated, failed_without_id"
-				  " FROM crm._sync_page($1, $2, $3::jsonb, $4)",
+	crm_sync_exec("SELECT created, updated, unchanged, failed, max_updated, failed_without_id,"
+				  " duplicates FROM crm._sync_page($1, $2, $3::jsonb, $4)",
 				  4, types, values, NULL, SPI_OK_SELECT);
 	run->created += crm_sync_int8(1);
 	run->updated += crm_sync_int8(2);
 	run->unchanged += crm_sync_int8(3);
 	run->failed += crm_sync_int8(4);
 	run->failed_without_id += crm_sync_int8(6);
+	run->duplicates += crm_sync_int8(7);
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull);
 	return isnull ? 0 : DatumGetTimestampTz(d);
 }
@@ -350,10 +357,11 @@ crm_sync_retry_failed(CrmSyncRun *run)
 
 /*
  * Walk every page of the listing (since the cursor, for an incremental
- * sync), one transaction per page.  Returns the cursor the walk earned.
+ * sync), one transaction per page.  Returns the cursor the walk earned, and
+ * whether the listing held still while it was read (see the file header).
  */
 static TimestampTz
-crm_sync_walk(CrmSyncRun *run, bool *advance)
+crm_sync_walk(CrmSyncRun *run, bool *settled)
 {
 	StringInfoData base;
 	TimestampTz max_seen = 0;
@@ -368,6 +376,11 @@ crm_sync_walk(CrmSyncRun *run, bool *advance)
 		crmAppendTimestampParam(&base, "updated_after", crmAfterBound(run->cursor));
 	appendStringInfoChar(&base, strchr(base.data, '?') ? '&' : '?');
 	appendStringInfo(&base, "per_page=%d", run->conn->opts.page_size);
+
+	crm_sync_begin("crm_fdw sync: starting a walk");
+	crm_sync_exec("TRUNCATE crm_seen_ids", 0, NULL, NULL, NULL, SPI_OK_UTILITY);
+	crm_sync_commit();
+	run->duplicates = 0;
 
 	for (pageno = 1;; pageno++)
 	{
@@ -411,17 +424,33 @@ crm_sync_walk(CrmSyncRun *run, bool *advance)
 			break;
 	}
 
-	/*
-	 * Move the cursor to the newest row seen, but not past the API's clock at
-	 * the start of the walk: rows changed during the walk are newer than that.
-	 */
-	*advance = !shrank && max_seen != 0 && run->failed_without_id == 0;
+	*settled = !shrank && run->duplicates == 0;
 	if (first_date != 0 && max_seen > first_date - USECS_PER_SEC)
 		max_seen = first_date - USECS_PER_SEC;
-	if (shrank)
-		elog(LOG, "crm_fdw: the listing of server \"%s\" shrank during the sync; the cursor stays where it was",
-			 run->server);
 	return max_seen;
+}
+
+/*
+ * Walk until the listing holds still, at most CRM_SYNC_MAX_WALKS times.
+ * Sets *advance when the cursor may move to the returned value.
+ */
+static TimestampTz
+crm_sync_walk_settled(CrmSyncRun *run, bool *advance)
+{
+	TimestampTz cursor = 0;
+	bool		settled = false;
+	int			walk;
+
+	for (walk = 1; walk <= CRM_SYNC_MAX_WALKS && !settled; walk++)
+	{
+		cursor = crm_sync_walk(run, &settled);
+		if (!settled)
+			elog(LOG, "crm_fdw: the listing of server \"%s\" changed while it was read (walk %d of at most %d)%s",
+				 run->server, walk, CRM_SYNC_MAX_WALKS,
+				 walk < CRM_SYNC_MAX_WALKS ? "; reading it again" : "; the cursor stays where it was");
+	}
+	*advance = settled && cursor != 0 && run->failed_without_id == 0;
+	return cursor;
 }
 
 /*
@@ -601,12 +630,11 @@ crmRunSync(Oid serverid, CrmSyncMode mode, int64 request_id)
 			run->conn = c;
 			MemoryContextSwitchTo(cxt);
 		}
-		if (mode == CRM_SYNC_FULL)
-			crm_sync_exec("CREATE TEMP TABLE IF NOT EXISTS crm_seen_ids (id bigint PRIMARY KEY)",
-						  0, NULL, NULL, NULL, SPI_OK_UTILITY);
+		crm_sync_exec("CREATE TEMP TABLE IF NOT EXISTS crm_seen_ids (id bigint PRIMARY KEY)",
+					  0, NULL, NULL, NULL, SPI_OK_UTILITY);
 		crm_sync_commit();
 
-		new_cursor = crm_sync_walk(run, &advance);
+		new_cursor = crm_sync_walk_settled(run, &advance);
 		crm_sync_retry_failed(run);
 		if (mode == CRM_SYNC_FULL)
 			crm_sync_reconcile(run);

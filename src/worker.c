@@ -122,10 +122,17 @@ crm_sync_worker_main(Datum main_arg)
 	proc_exit(0);
 }
 
+/* The waiting caller is going away: its sync goes too. */
+static void
+crm_stop_sync_worker(int code, Datum arg)
+{
+	TerminateBackgroundWorker((BackgroundWorkerHandle *) DatumGetPointer(arg));
+}
+
 /*
  * Start a sync worker and wait until it exits.  If the wait is interrupted
- * (the caller cancelled), the worker is stopped too: each page it stored is
- * committed, the rest is left for the next sync.
+ * (the caller cancelled or was terminated), the worker is stopped too: each
+ * page it stored is committed, the rest is left for the next sync.
  */
 static void
 crm_run_sync_worker(Oid serverid, CrmSyncMode mode, int64 request_id)
@@ -162,16 +169,12 @@ crm_run_sync_worker(Oid serverid, CrmSyncMode mode, int64 request_id)
 		ereport(FATAL,
 				(errcode(ERRCODE_ADMIN_SHUTDOWN),
 				 errmsg("postmaster exited while starting a crm_fdw sync worker")));
-	PG_TRY();
+	/* also on FATAL (pg_terminate_backend), which PG_CATCH never sees */
+	PG_ENSURE_ERROR_CLEANUP(crm_stop_sync_worker, PointerGetDatum(handle));
 	{
 		(void) WaitForBackgroundWorkerShutdown(handle);
 	}
-	PG_CATCH();
-	{
-		TerminateBackgroundWorker(handle);
-		PG_RE_THROW();
-	}
-	PG_END_TRY();
+	PG_END_ENSURE_ERROR_CLEANUP(crm_stop_sync_worker, PointerGetDatum(handle));
 }
 
 /* A request id no other run shares: the sync_log rows it wrote are ours. */

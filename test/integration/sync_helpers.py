@@ -23,9 +23,7 @@ import time
 import psycopg2
 
 import helpers
-from helpers import connect, execute, query, quote_ident, scalar, wait_until
-
-SYNC_COLUMNS = None          # filled on first use: the columns of crm.sync_log
+from helpers import connect, execute, query, quote_ident, scalar
 
 
 class SyncDB:
@@ -117,9 +115,9 @@ def sync_ok(conn, server, full=False):
 class SyncThread(threading.Thread):
     """A sync in a thread on its own connection; after wait(): rows or error."""
 
-    def __init__(self, db, server, full=False, **settings):
+    def __init__(self, db, server, full=False, conn=None, **settings):
         super().__init__(daemon=True)
-        self.conn = db.connect(**settings)
+        self.conn = conn or db.connect(**settings)
         self.pid = self.conn.get_backend_pid()
         self.server, self.full = server, full
         self.rows = self.error = None
@@ -372,3 +370,39 @@ def env_int(name, default):
         return int(os.environ.get(name, default))
     except ValueError:
         return default
+
+
+def connect_as(dbname, user, statement_timeout="120s"):
+    """A connection (autocommit) as another role."""
+    conn = psycopg2.connect(host=helpers.env("PGHOST"), port=helpers.env("PGPORT"), user=user,
+                            dbname=dbname, application_name="crm_it")
+    conn.autocommit = True
+    execute(conn, "SELECT set_config('statement_timeout', %s, false)", (statement_timeout,))
+    return conn
+
+
+def drop_role(name):
+    conn = wait_for_cluster()
+    try:
+        execute(conn, "DROP ROLE IF EXISTS %s" % quote_ident(name))
+    finally:
+        conn.close()
+
+
+def create_role(name, *attrs):
+    conn = wait_for_cluster()
+    try:
+        execute(conn, "DROP ROLE IF EXISTS %s" % quote_ident(name))
+        execute(conn, "CREATE ROLE %s %s" % (quote_ident(name), " ".join(attrs)))
+    finally:
+        conn.close()
+
+
+def grant_crm(conn, role):
+    """What a role needs to sync: crm_sync_now/full, schema crm and its tables."""
+    r = quote_ident(role)
+    for sql in ("GRANT EXECUTE ON FUNCTION crm_sync_now(name), crm_sync_full(name) TO %s",
+                "GRANT USAGE ON SCHEMA crm TO %s",
+                "GRANT ALL ON ALL TABLES IN SCHEMA crm TO %s",
+                "GRANT ALL ON ALL SEQUENCES IN SCHEMA crm TO %s"):
+        execute(conn, sql % r)

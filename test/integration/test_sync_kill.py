@@ -18,8 +18,6 @@ import random
 import signal
 import time
 
-import psycopg2
-
 import helpers
 import sync_helpers as sh
 from helpers import MockProcess, Skip, scalar, wait_until
