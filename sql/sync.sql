@@ -183,6 +183,15 @@ ALTER USER MAPPING FOR CURRENT_USER SERVER mockapi OPTIONS (SET token :'mock_tok
 SELECT count(*) AS token_in_sync_tables FROM crm.sync_log l, crm.sync_errors e
  WHERE strpos(l::text, '|not-the-token') > 0 OR strpos(e::text, '|not-the-token') > 0;
 
+-- crm.sync_log keeps finished runs for crm_fdw.log_retention (30 days)
+INSERT INTO crm.sync_log (server_name, sync_type, status, sync_started_at)
+VALUES ('mockapi', 'incremental', 'completed', now() - interval '31 days'),
+       ('mockapi', 'incremental', 'completed', now() - interval '29 days');
+SELECT status FROM crm_sync_now('mockapi');
+SELECT count(*) FILTER (WHERE sync_started_at < now() - interval '30 days') AS older_than_retention,
+       count(*) FILTER (WHERE sync_started_at < now() - interval '28 days') AS within_retention
+  FROM crm.sync_log;
+
 -- crm.sync_status
 SELECT server_name, enabled, last_status, appointments, missing_remote, failing_rows, dead_letters,
        running_sync_id IS NULL AS idle
