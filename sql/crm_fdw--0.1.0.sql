@@ -529,6 +529,17 @@ BEGIN
   END IF;
 END $$;
 
+-- Is this run still going?  'running' alone is not enough: its process may
+-- have died with the cluster.
+CREATE FUNCTION crm._sync_alive(run crm.sync_log) RETURNS boolean
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT run.status = 'running'
+     AND EXISTS (SELECT 1 FROM pg_stat_activity a
+                  WHERE a.pid = run.worker_pid AND a.backend_type = 'crm_fdw sync')
+$$;
+
 -- What each server's sync is doing and has done.
 CREATE VIEW crm.sync_status AS
 SELECT s.server_name,
@@ -537,7 +548,9 @@ SELECT s.server_name,
        s.last_full_sync,
        l.id AS last_sync_id,
        l.sync_type AS last_sync_type,
-       l.status AS last_status,
+       -- a run left 'running' by a process that died (crash, immediate
+       -- stop) is closed as failed by the next sync; until then:
+       CASE WHEN l.status = 'running' THEN 'interrupted' ELSE l.status END AS last_status,
        l.sync_started_at AS last_started_at,
        l.sync_completed_at AS last_completed_at,
        l.records_fetched AS last_fetched,
@@ -561,9 +574,9 @@ SELECT s.server_name,
        END AS running_rows_per_second
   FROM crm.sync_state s
   LEFT JOIN LATERAL (SELECT * FROM crm.sync_log x WHERE x.server_name = s.server_name
-                       AND x.status <> 'running' ORDER BY x.id DESC LIMIT 1) l ON true
+                       AND NOT crm._sync_alive(x) ORDER BY x.id DESC LIMIT 1) l ON true
   LEFT JOIN LATERAL (SELECT * FROM crm.sync_log x WHERE x.server_name = s.server_name
-                       AND x.status = 'running' ORDER BY x.id DESC LIMIT 1) r ON true;
+                       AND crm._sync_alive(x) ORDER BY x.id DESC LIMIT 1) r ON true;
 
 -- ===================================================================
 -- Running syncs
