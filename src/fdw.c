@@ -22,6 +22,7 @@
 #include "access/table.h"
 #include "commands/defrem.h"
 #include "commands/explain.h"
+#include "common/hashfn.h"
 #include "executor/executor.h"
 #include "foreign/fdwapi.h"
 #include "miscadmin.h"
@@ -66,6 +67,31 @@ typedef struct CrmRelInfo
 	int			nids;			/* id = / IN with constant values: how many */
 } CrmRelInfo;
 
+/*
+ * The appointments a paged scan has returned: id and a hash of its
+ * updated_at.  The API's order is not stable while rows change, so a page
+ * can repeat a row (skipped here) or, when a row moved behind the scan,
+ * hide another (then the scan fails; see crm_check_seen).
+ */
+typedef struct CrmSeenEntry
+{
+	int64		id;
+	uint32		version;
+	char		status;
+} CrmSeenEntry;
+
+#define SH_PREFIX crm_seen
+#define SH_ELEMENT_TYPE CrmSeenEntry
+#define SH_KEY_TYPE int64
+#define SH_KEY id
+#define SH_HASH_KEY(tb, key) \
+	hash_combine(murmurhash32((uint32) (key)), murmurhash32((uint32) ((uint64) (key) >> 32)))
+#define SH_EQUAL(tb, a, b) ((a) == (b))
+#define SH_SCOPE static inline
+#define SH_DECLARE
+#define SH_DEFINE
+#include "lib/simplehash.h"
+
 /* Executor state of one scan. */
 typedef struct CrmScanState
 {
@@ -95,6 +121,11 @@ typedef struct CrmScanState
 	ListCell   *csv_row;
 	int		   *csv_field;		/* per retrieved column: header index, or -1 */
 	int			csv_id_field;	/* header index of "id", for messages */
+
+	crm_seen_hash *seen;		/* paged scans: rows returned so far */
+	MemoryContext seen_cxt;
+	int64		max_total;		/* largest pagination.total of this stream */
+	char	   *cur_path;		/* the request of the current page, for messages */
 
 	CrmHttpStats stats;
 	List	   *shown_requests; /* paths of the first execution, for EXPLAIN ANALYZE */
@@ -453,6 +484,9 @@ crmBeginForeignScan(ForeignScanState *node, int eflags)
 	st->batch_cxt = AllocSetContextCreate(estate->es_query_cxt,
 										  "crm_fdw page",
 										  ALLOCSET_DEFAULT_SIZES);
+	st->seen_cxt = AllocSetContextCreate(estate->es_query_cxt,
+										 "crm_fdw rows seen",
+										 ALLOCSET_DEFAULT_SIZES);
 }
 
 /* Evaluate the pushed values (known) or describe them (EXPLAIN). */
@@ -520,6 +554,13 @@ crm_build_scan_requests(CrmScanState *st, ForeignScanState *node)
 	st->more_pages = true;
 	st->rows = NULL;
 	st->csv = NULL;
+	st->max_total = -1;
+
+	/* One set for all streams: a row can move from one stream to another. */
+	MemoryContextReset(st->seen_cxt);
+	st->seen = NULL;
+	if (st->requests != NIL && ((CrmRequest *) linitial(st->requests))->paged)
+		st->seen = crm_seen_create(st->seen_cxt, 1024, NULL);
 }
 
 /*
@@ -580,6 +621,7 @@ crm_fetch_next(CrmScanState *st)
 		st->cur_request = lnext(st->requests, st->cur_request);
 		st->page = 0;
 		st->more_pages = true;
+		st->max_total = -1;
 	}
 	req = (CrmRequest *) lfirst(st->cur_request);
 
@@ -597,6 +639,7 @@ crm_fetch_next(CrmScanState *st)
 	crmHttpGet(st->conn, path.data, req->allow_404, &resp, &st->stats);
 	st->more_pages = false;
 	st->row_index = 0;
+	st->cur_path = path.data;
 
 	if (resp.status == 404)
 	{
@@ -630,9 +673,57 @@ crm_fetch_next(CrmScanState *st)
 			else
 				st->more_pages = json_array_size(page.rows) >= (size_t) st->per_page;
 		}
+		if (req->paged && page.has_pagination)
+		{
+			/* a row left the listing: rows behind it moved past the scan */
+			if (page.total < st->max_total)
+				ereport(ERROR,
+						(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+						 errmsg("remote listing changed while it was read"),
+						 errdetail("GET %s reports " INT64_FORMAT " rows where an earlier page reported " INT64_FORMAT ", so rows may have moved past the scan.",
+								   path.data, page.total, st->max_total),
+						 errhint("Run the query again.")));
+			st->max_total = Max(st->max_total, page.total);
+		}
 	}
 	MemoryContextSwitchTo(oldcxt);
 	return true;
+}
+
+/*
+ * Note a row of a paged scan.  False when it was returned already,
+ * unchanged (rows shifted forward: skip it).  A row that comes back changed
+ * has moved in the listing, which may have pushed another past the scan:
+ * that fails the scan rather than return a short result.
+ */
+static bool
+crm_check_seen(CrmScanState *st, json_t *obj)
+{
+	json_t	   *id = json_object_get(obj, "id");
+	json_t	   *updated = json_object_get(obj, "updated_at");
+	uint32		version = 0;
+	CrmSeenEntry *entry;
+	bool		found;
+
+	if (!json_is_integer(id))
+		return true;
+	if (json_is_string(updated))
+		version = hash_bytes((const unsigned char *) json_string_value(updated),
+							 (int) json_string_length(updated));
+	entry = crm_seen_insert(st->seen, (int64) json_integer_value(id), &found);
+	if (!found)
+	{
+		entry->version = version;
+		return true;
+	}
+	if (entry->version != version)
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("remote listing changed while it was read"),
+				 errdetail("Appointment " INT64_FORMAT " came back changed in GET %s, so rows may have moved past the scan.",
+						   (int64) json_integer_value(id), st->cur_path),
+				 errhint("Run the query again.")));
+	return false;
 }
 
 /* Put the next row of the current response into slot; false if none left. */
@@ -645,6 +736,8 @@ crm_next_row(CrmScanState *st, TupleTableSlot *slot)
 	{
 		json_t	   *obj = json_array_get(st->rows, st->row_index++);
 
+		if (st->seen && !crm_check_seen(st, obj))
+			return crm_next_row(st, slot);
 		crmJsonObjectToRow(obj, st->cols, st->ncols, st->col_values, st->col_nulls);
 	}
 	else if (st->csv && st->csv_row)

@@ -1,0 +1,48 @@
+"""A foreign scan while the remote changes between page requests (the
+contract's unstable order): the result is complete and has no row twice, or
+the scan fails with SQLSTATE 40001 -- never a short or doubled result."""
+
+import psycopg2
+
+from helpers import MockProcess, create_server, error_text, module_db, query
+
+ROWS = 1200
+
+
+def _scan(conn):
+    try:
+        return [r[0] for r in query(conn, "SELECT id FROM inst.appointments")], None
+    except psycopg2.Error as e:
+        return None, e
+
+
+def test_scan_under_changes_is_complete_or_fails():
+    db = module_db(__name__)
+    conn = db.connect()
+    outcomes = {}
+    try:
+        with MockProcess(rows=ROWS, seed=31) as mp:
+            create_server(conn, "inst", mp.url, schema="inst")
+            for order in ("id_asc", "id_desc", "updated_asc", "datetime_desc"):
+                for changes in ({"updates": 3, "inserts": 0}, {"updates": 2, "inserts": 2}):
+                    mp.mock.config(order=order, mutate_between_pages=None)
+                    before = {r["id"] for r in mp.mock.data()}
+                    mp.mock.config(mutate_between_pages=changes)
+                    ids, err = _scan(conn)
+                    mp.mock.config(mutate_between_pages=None)
+                    after = {r["id"] for r in mp.mock.data()}
+                    case = "%s %s" % (order, changes)
+                    if err is not None:
+                        assert err.pgcode == "40001", (case, err.pgcode, error_text(err))
+                        assert "changed while it was read" in error_text(err), error_text(err)
+                        outcomes[case] = "40001"
+                        continue
+                    assert len(ids) == len(set(ids)), "%s: a row came twice" % case
+                    got = set(ids)
+                    assert before <= got <= after, "%s: %d rows missing" % (case, len(before - got))
+                    outcomes[case] = "complete"
+        # updates move rows only when the order is by updated_at: that scan
+        # must have noticed
+        assert outcomes["updated_asc {'updates': 3, 'inserts': 0}"] == "40001", outcomes
+    finally:
+        conn.close()
