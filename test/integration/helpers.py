@@ -403,10 +403,13 @@ class QueryThread(threading.Thread):
         self.rows = self.error = None
         self.started_at = self.finished_at = None
 
+    def work(self):
+        return query(self.conn, self.sql, self.params)
+
     def run(self):
         self.started_at = time.monotonic()
         try:
-            self.rows = query(self.conn, self.sql, self.params)
+            self.rows = self.work()
         except Exception as e:              # psycopg2 errors, closed connections
             self.error = e
         finally:

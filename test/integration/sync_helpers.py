@@ -17,13 +17,12 @@ What is here, on top of helpers.py:
 import io
 import json
 import os
-import threading
 import time
 
 import psycopg2
 
 import helpers
-from helpers import connect, execute, query, quote_ident, scalar
+from helpers import QueryThread, connect, execute, query, quote_ident, scalar
 
 
 class SyncDB:
@@ -112,31 +111,17 @@ def sync_ok(conn, server, full=False):
     return rows[0]
 
 
-class SyncThread(threading.Thread):
+class SyncThread(QueryThread):
     """A sync in a thread on its own connection; after wait(): rows or error."""
 
     def __init__(self, db, server, full=False, conn=None, **settings):
-        super().__init__(daemon=True)
-        self.conn = conn or db.connect(**settings)
+        super().__init__(conn or db.connect(**settings),
+                         "%s('%s')" % ("crm_sync_full" if full else "crm_sync_now", server))
         self.pid = self.conn.get_backend_pid()
         self.server, self.full = server, full
-        self.rows = self.error = None
-        self.started_at = self.finished_at = None
 
-    def run(self):
-        self.started_at = time.monotonic()
-        try:
-            self.rows = sync(self.conn, self.server, self.full)
-        except Exception as e:
-            self.error = e
-        finally:
-            self.finished_at = time.monotonic()
-
-    def wait(self, timeout):
-        self.join(timeout)
-        if self.is_alive():
-            raise AssertionError("the sync of %s still runs after %.0fs" % (self.server, timeout))
-        return self
+    def work(self):
+        return sync(self.conn, self.server, self.full)
 
     def close(self):
         try:
