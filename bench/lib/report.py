@@ -388,12 +388,13 @@ def plot(data, path):
             med.append(s[0]); lo.append(s[0] - s[1]); hi.append(s[2] - s[0])
         xs = [j + (i - (len(sizes) - 1) / 2) * width for j in range(len(series))]
         ax.bar(xs, med, width, yerr=[lo, hi], capsize=3, label=nlabel(n))
-        for x, v in zip(xs, med):
-            if v == v:
-                ax.text(x, v * 1.08, fmt_num(v, 2), ha="center", va="bottom", fontsize=7, rotation=90)
+        for x, v, up in zip(xs, med, hi):
+            if v == v:  # not NaN: label the median above its whisker
+                ax.text(x, (v + up) * 1.1, fmt_num(v, 3), ha="center", va="bottom", fontsize=7)
     ax.set_xticks(range(len(series)))
     ax.set_xticklabels([label for _, label in series], rotation=15, ha="right")
     ax.set_yscale("log")
+    ax.set_ylim(top=ax.get_ylim()[1] * 2)  # room for the labels
     ax.set_ylabel("rows per second (log scale)")
     ax.set_title("crm_fdw: full sync and foreign scan against the alternatives and the limits")
     ax.legend()
