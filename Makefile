@@ -24,3 +24,20 @@ PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
 
 $(OBJS): src/crm_fdw.h
+
+# ---------- fuzzing and sanitizers (test/fuzz, test/sanitize) ----------
+# Not part of the extension's build; see test/fuzz/README.md and
+# test/sanitize/README.md.
+#   make fuzz                      build the libFuzzer harnesses (clang)
+#   make fuzz-run FUZZ_SECONDS=60  replay the seeds, check the hostile ones, fuzz
+#   make sanitize-check            pg_regress under ASan+UBSan, private install
+FUZZ_SECONDS ?= 60
+.PHONY: fuzz fuzz-run fuzz-clean sanitize-check
+fuzz:
+	$(MAKE) -C test/fuzz PG_CONFIG=$(PG_CONFIG)
+fuzz-run:
+	PG_CONFIG=$(PG_CONFIG) test/fuzz/run $(FUZZ_SECONDS)
+fuzz-clean:
+	$(MAKE) -C test/fuzz clean
+sanitize-check:
+	PG_CONFIG=$(PG_CONFIG) test/sanitize/run
