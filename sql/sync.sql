@@ -169,6 +169,10 @@ SELECT jsonb_array_length(mock.mutate('{"update_random": 6}')->'updated') AS cha
 SELECT mock.config('{"fault": {"mode": "503", "count": -1}}');
 SELECT status, regexp_replace(error_message, 'updated_after=[^&]*', 'updated_after=…') AS error_message FROM crm_sync_now('mockapi');
 SELECT sync_cursor = :'cursor_before_failure' AS cursor_unchanged FROM crm.sync_state WHERE server_name = 'mockapi';
+SELECT mock.config('{"fault": {"mode": "429", "count": -1, "retry_after_seconds": 0}}');
+SELECT status, regexp_replace(error_message, 'updated_after=[^&]*', 'updated_after=…') AS error_message FROM crm_sync_now('mockapi');
+SELECT mock.config('{"fault": {"mode": "429", "count": 2, "retry_after_seconds": 1}}');
+SELECT status, retries >= 2 AS waited_and_retried FROM crm_sync_now('mockapi');
 SELECT mock.config('{"fault": {"mode": "invalid_json", "count": 1}}');
 SELECT status, regexp_replace(error_message, 'updated_after=[^&]*', 'updated_after=…') AS error_message FROM crm_sync_now('mockapi');
 SELECT mock.config('{"fault": null}');
