@@ -447,17 +447,6 @@ BEGIN
     INTO created, updated FROM up;
 END $$;
 
--- The remote updated_at of a row, or NULL when it is missing or malformed.
-CREATE FUNCTION crm._row_updated_at(r jsonb) RETURNS timestamptz
-LANGUAGE plpgsql STABLE
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-  RETURN (r->>'updated_at')::timestamptz;
-EXCEPTION WHEN others THEN
-  RETURN NULL;
-END $$;
-
 -- Store one page: set-wise, and row by row only when the set fails, so one
 -- bad row lands in crm.sync_errors (with its JSON and the error) and the rest
 -- of the page is stored.  Rows stored resolve their open errors.
@@ -480,10 +469,11 @@ DECLARE
   state text;
 BEGIN
   created := 0; updated := 0; failed := 0; failed_without_id := 0;
-  SELECT max(crm._row_updated_at(e)) INTO max_updated FROM jsonb_array_elements(p_rows) e;
   BEGIN
     SELECT * INTO r FROM crm._store_rows(p_server, p_rows);
     created := r.created; updated := r.updated;
+    -- every updated_at parsed in the store, so this cannot fail here
+    SELECT max((e->>'updated_at')::timestamptz) INTO max_updated FROM jsonb_array_elements(p_rows) e;
     stored := ARRAY(SELECT (e->>'id')::bigint FROM jsonb_array_elements(p_rows) e);
   EXCEPTION WHEN others THEN
     FOR elem IN SELECT e FROM jsonb_array_elements(p_rows) e LOOP
@@ -491,6 +481,8 @@ BEGIN
         SELECT * INTO r FROM crm._store_rows(p_server, jsonb_build_array(elem));
         created := created + r.created; updated := updated + r.updated;
         stored := stored || (elem->>'id')::bigint;
+        -- a row that failed does not move the cursor: it is retried by id
+        max_updated := greatest(max_updated, (elem->>'updated_at')::timestamptz);
       EXCEPTION WHEN others THEN
         GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, detail = PG_EXCEPTION_DETAIL, state = RETURNED_SQLSTATE;
         failed := failed + 1;

@@ -80,7 +80,6 @@ typedef struct CrmConnInfo
 extern void crmGetServerOptions(ForeignServer *server, CrmServerOptions *opts);
 extern CrmConnInfo *crmGetConnInfo(Oid serverid, Oid userid);
 extern CrmResource crmGetTableResource(Oid relid, int *minutes);
-extern const char *crmResourceName(CrmResource resource);
 /* json_path of a column: the option, or the column name. palloc'd. */
 extern char *crmGetColumnJsonPath(Oid relid, AttrNumber attnum, const char *attname);
 
@@ -102,7 +101,6 @@ typedef struct CrmHttpResponse
 	long		status;
 	char	   *body;
 	size_t		body_len;
-	char	   *content_type;	/* palloc'd, may be NULL */
 	TimestampTz server_date;	/* the Date header (API clock), 0 if absent */
 } CrmHttpResponse;
 

@@ -211,8 +211,6 @@ crmHttpGet(CrmConnInfo *conn, const char *path_and_query, bool allow_404,
 		}
 		else
 		{
-			char	   *ctype = NULL;
-
 			if (curl_easy_getinfo(crm_easy, CURLINFO_RESPONSE_CODE,
 								  &status) != CURLE_OK)
 				status = 0;
@@ -230,9 +228,6 @@ crmHttpGet(CrmConnInfo *conn, const char *path_and_query, bool allow_404,
 				if (crm_body.len > 0)
 					memcpy(resp->body, crm_body.data, crm_body.len);
 				resp->body[crm_body.len] = '\0';
-				if (curl_easy_getinfo(crm_easy, CURLINFO_CONTENT_TYPE,
-									  &ctype) == CURLE_OK && ctype != NULL)
-					resp->content_type = pstrdup(ctype);
 				resp->server_date = crm_http_server_date();
 
 				stats->pages++;

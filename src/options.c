@@ -385,12 +385,6 @@ crmGetTableResource(Oid relid, int *minutes)
 	return resource;
 }
 
-const char *
-crmResourceName(CrmResource resource)
-{
-	return crm_resource_names[resource];
-}
-
 /*
  * The json_path option of a column, or its name: which field fills it.
  */
