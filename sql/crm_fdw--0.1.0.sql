@@ -81,7 +81,7 @@ CREATE INDEX appointments_client_email_idx ON crm.appointments (lower(client_ema
 CREATE INDEX appointments_datetime_idx ON crm.appointments (appointment_datetime);
 CREATE INDEX appointments_status_idx ON crm.appointments (status);
 CREATE INDEX appointments_synced_at_idx ON crm.appointments (last_synced_at);
-CREATE INDEX appointments_source_updated_idx ON crm.appointments (server_name, source_updated_at);
+CREATE INDEX appointments_source_updated_idx ON crm.appointments (source_updated_at);
 
 -- One contact per client email, compared case-insensitively.
 CREATE TABLE crm.contacts (
@@ -223,7 +223,16 @@ SELECT pg_catalog.pg_extension_config_dump('crm.sync_state', '');
 
 -- Bring the contact, lead and deal of each appointment in line with it.
 -- Idempotent: a second call with the same data writes nothing.
-CREATE FUNCTION crm.refresh_crm_records(appointment_ids bigint[])
+--
+-- use_links: the appointments' crm_contact_id, crm_lead_id and crm_deal_id
+-- were drawn from the sequences by crm._store_rows; records created now take
+-- those ids, so the links are right without rewriting the appointments.
+--
+-- Every lookup of a contact, lead or deal is a correlated subquery, which
+-- can only be an index probe: as joins, the planner picked hash joins over
+-- sequential scans of the whole table on the strength of the statistics of a
+-- table that was empty when last analyzed (and a sync grows it fast).
+CREATE FUNCTION crm.refresh_crm_records(appointment_ids bigint[], use_links boolean DEFAULT false)
 RETURNS void LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -235,8 +244,10 @@ BEGIN
   END IF;
 
   -- One contact per email; the newest appointment's details win.
-  INSERT INTO crm.contacts AS c (email, name, phone, preferred_language, source_updated_at)
+  INSERT INTO crm.contacts AS c (id, email, name, phone, preferred_language, source_updated_at)
   SELECT DISTINCT ON (lower(a.client_email))
+         CASE WHEN use_links AND a.crm_contact_id IS NOT NULL THEN a.crm_contact_id
+              ELSE nextval('crm.contacts_id_seq') END,
          a.client_email, a.client_name, a.client_phone, a.preferred_language, a.source_updated_at
     FROM crm.appointments a
    WHERE a.id = ANY (appointment_ids) AND a.client_email IS NOT NULL
@@ -250,79 +261,97 @@ BEGIN
          IS DISTINCT FROM (EXCLUDED.email, EXCLUDED.name, EXCLUDED.phone, EXCLUDED.preferred_language);
 
   -- One lead per appointment, its status following the appointment's.
-  INSERT INTO crm.leads AS l (appointment_id, contact_id, source, enquiry_type, service_type, details, status)
-  SELECT a.id, c.id, 'Website Appointment', a.enquiry_type_display, a.service_type,
-         a.enquiry_details, coalesce(m.lead_status, 'new')
+  INSERT INTO crm.leads AS l (id, appointment_id, contact_id, source, enquiry_type, service_type, details, status)
+  SELECT CASE WHEN use_links AND a.crm_lead_id IS NOT NULL THEN a.crm_lead_id
+              ELSE nextval('crm.leads_id_seq') END,
+         a.id,
+         (SELECT c.id FROM crm.contacts c WHERE lower(c.email) = lower(a.client_email)),
+         'Website Appointment', a.enquiry_type_display, a.service_type, a.enquiry_details,
+         coalesce((SELECT m.lead_status FROM crm.lead_status_map m
+                    WHERE m.appointment_status = a.status), 'new')
     FROM crm.appointments a
-    LEFT JOIN crm.contacts c ON lower(c.email) = lower(a.client_email)
-    LEFT JOIN crm.lead_status_map m ON m.appointment_status = a.status
    WHERE a.id = ANY (appointment_ids)
   ON CONFLICT (appointment_id) DO UPDATE
      SET contact_id = EXCLUDED.contact_id, status = EXCLUDED.status, updated_at = now()
    WHERE (l.contact_id, l.status) IS DISTINCT FROM (EXCLUDED.contact_id, EXCLUDED.status);
 
   -- A deal once an appointment is paid; its stage and amount follow the appointment.
-  INSERT INTO crm.deals AS d (appointment_id, contact_id, lead_id, title, amount, stage, expected_close_date)
-  SELECT a.id, c.id, l.id,
+  INSERT INTO crm.deals AS d (id, appointment_id, contact_id, lead_id, title, amount, stage, expected_close_date)
+  SELECT CASE WHEN use_links AND a.crm_deal_id IS NOT NULL THEN a.crm_deal_id
+              ELSE nextval('crm.deals_id_seq') END,
+         a.id,
+         (SELECT c.id FROM crm.contacts c WHERE lower(c.email) = lower(a.client_email)),
+         (SELECT l.id FROM crm.leads l WHERE l.appointment_id = a.id),
          coalesce(a.enquiry_type_display, '') || ' - ' || coalesce(a.client_name, ''),
-         a.final_amount, coalesce(m.deal_stage, 'discovery'), a.appointment_datetime
+         a.final_amount,
+         coalesce((SELECT m.deal_stage FROM crm.deal_stage_map m
+                    WHERE m.appointment_status = a.status), 'discovery'),
+         a.appointment_datetime
     FROM crm.appointments a
-    LEFT JOIN crm.contacts c ON lower(c.email) = lower(a.client_email)
-    LEFT JOIN crm.leads l ON l.appointment_id = a.id
-    LEFT JOIN crm.deal_stage_map m ON m.appointment_status = a.status
    WHERE a.id = ANY (appointment_ids)
-     AND (a.is_paid OR EXISTS (SELECT 1 FROM crm.deals x WHERE x.appointment_id = a.id))
+     AND (a.is_paid OR (SELECT x.id FROM crm.deals x WHERE x.appointment_id = a.id) IS NOT NULL)
   ON CONFLICT (appointment_id) DO UPDATE
      SET contact_id = EXCLUDED.contact_id, stage = EXCLUDED.stage, amount = EXCLUDED.amount,
          updated_at = now()
    WHERE (d.contact_id, d.stage, d.amount)
          IS DISTINCT FROM (EXCLUDED.contact_id, EXCLUDED.stage, EXCLUDED.amount);
 
-  -- Link the records back to the appointment.
+  -- Link the records back to the appointment, where the links are not right
+  -- already.
   UPDATE crm.appointments a
      SET crm_contact_id = x.contact_id, crm_lead_id = x.lead_id, crm_deal_id = x.deal_id
-    FROM (SELECT a1.id, c.id AS contact_id, l.id AS lead_id, d.id AS deal_id
+    FROM (SELECT a1.id,
+                 (SELECT c.id FROM crm.contacts c WHERE lower(c.email) = lower(a1.client_email)) AS contact_id,
+                 (SELECT l.id FROM crm.leads l WHERE l.appointment_id = a1.id) AS lead_id,
+                 (SELECT d.id FROM crm.deals d WHERE d.appointment_id = a1.id) AS deal_id
             FROM crm.appointments a1
-            LEFT JOIN crm.contacts c ON lower(c.email) = lower(a1.client_email)
-            LEFT JOIN crm.leads l ON l.appointment_id = a1.id
-            LEFT JOIN crm.deals d ON d.appointment_id = a1.id
            WHERE a1.id = ANY (appointment_ids)) x
-   WHERE a.id = x.id
+   WHERE a.id = ANY (appointment_ids) AND a.id = x.id
      AND (a.crm_contact_id, a.crm_lead_id, a.crm_deal_id)
          IS DISTINCT FROM (x.contact_id, x.lead_id, x.deal_id);
 END $$;
 
--- Rows that arrive already linked (a pg_dump being restored) keep their records.
+-- Rows that arrive already linked (a pg_dump being restored) keep their
+-- records, unless crm._store_rows drew the links itself.
 CREATE FUNCTION crm._appointments_inserted() RETURNS trigger LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+  links_drawn boolean := coalesce(current_setting('crm.store_links_drawn', true), '') = 'on';
 BEGIN
   PERFORM crm.refresh_crm_records(ARRAY(
     SELECT id FROM new_rows
-     WHERE crm_lead_id IS NULL
+     WHERE links_drawn
+        OR crm_lead_id IS NULL
         OR (crm_contact_id IS NULL AND client_email IS NOT NULL)
-        OR (crm_deal_id IS NULL AND is_paid)));
+        OR (crm_deal_id IS NULL AND is_paid)), links_drawn);
   RETURN NULL;
 END $$;
 
 -- Only rows whose CRM-relevant data changed (or that lack their records):
--- the link-back UPDATE above changes neither, so it stops here.
+-- the link-back UPDATE above changes neither, so it stops here.  EXECUTE
+-- plans the join of the transition tables for their actual sizes each time
+-- (a cached plan keeps the nested loop chosen for the first, small one).
 CREATE FUNCTION crm._appointments_updated() RETURNS trigger LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+  ids bigint[];
 BEGIN
-  PERFORM crm.refresh_crm_records(ARRAY(
-    SELECT n.id FROM new_rows n JOIN old_rows o ON o.id = n.id
-     WHERE (n.client_name, n.client_email, n.client_phone, n.preferred_language, n.status,
-            n.is_paid, n.final_amount, n.enquiry_type_display, n.service_type,
-            n.enquiry_details, n.appointment_datetime)
-           IS DISTINCT FROM
-           (o.client_name, o.client_email, o.client_phone, o.preferred_language, o.status,
-            o.is_paid, o.final_amount, o.enquiry_type_display, o.service_type,
-            o.enquiry_details, o.appointment_datetime)
-        OR n.crm_lead_id IS NULL
-        OR (n.crm_contact_id IS NULL AND n.client_email IS NOT NULL)
-        OR (n.crm_deal_id IS NULL AND n.is_paid)));
+  EXECUTE $q$
+    SELECT ARRAY(
+      SELECT n.id FROM new_rows n JOIN old_rows o ON o.id = n.id
+       WHERE (n.client_name, n.client_email, n.client_phone, n.preferred_language, n.status,
+              n.is_paid, n.final_amount, n.enquiry_type_display, n.service_type,
+              n.enquiry_details, n.appointment_datetime)
+             IS DISTINCT FROM
+             (o.client_name, o.client_email, o.client_phone, o.preferred_language, o.status,
+              o.is_paid, o.final_amount, o.enquiry_type_display, o.service_type,
+              o.enquiry_details, o.appointment_datetime)
+          OR n.crm_lead_id IS NULL
+          OR (n.crm_contact_id IS NULL AND n.client_email IS NOT NULL)
+          OR (n.crm_deal_id IS NULL AND n.is_paid))$q$ INTO ids;
+  PERFORM crm.refresh_crm_records(ids);
   RETURN NULL;
 END $$;
 
@@ -339,11 +368,14 @@ CREATE TRIGGER appointments_crm_records_update
 
 -- Upsert rows (a JSON array of API appointment objects) of one server.
 -- A version older than the stored one never overwrites it; an unchanged row
--- is not written at all.
+-- is not written at all.  A new appointment is inserted with the ids its
+-- contact, lead and deal will have (crm.store_links_drawn tells the insert
+-- trigger so): linking them afterwards would write every row twice.
 CREATE FUNCTION crm._store_rows(p_server text, p_rows jsonb,
                                 OUT created integer, OUT updated integer)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+SET crm.store_links_drawn = on
 AS $$
 BEGIN
   WITH src AS (
@@ -361,6 +393,25 @@ BEGIN
              updated_at timestamptz)
      WHERE r.id IS NOT NULL
      ORDER BY r.id, r.updated_at DESC NULLS LAST
+  ), fresh AS MATERIALIZED (
+    -- the rows new to crm.appointments, with the contact their email has
+    SELECT s.id, lower(s.email) AS email_key,
+           (SELECT c.id FROM crm.contacts c WHERE lower(c.email) = lower(s.email)) AS contact_id
+      FROM src s
+     WHERE (SELECT x.id FROM crm.appointments x
+             WHERE x.server_name = p_server AND x.external_id = s.id) IS NULL
+  ), fresh_contacts AS MATERIALIZED (
+    -- one new id per email without a contact, shared by its appointments; a
+    -- map, not a table to join: the planner sees one row in every CTE above
+    -- and would join them in a nested loop, quadratic in the rows
+    SELECT coalesce(jsonb_object_agg(e.email_key, nextval('crm.contacts_id_seq')), '{}') AS ids
+      FROM (SELECT DISTINCT f.email_key FROM fresh f
+             WHERE f.email_key IS NOT NULL AND f.contact_id IS NULL) e
+  ), links AS MATERIALIZED (
+    SELECT f.id,
+           coalesce(f.contact_id, ((SELECT ids FROM fresh_contacts) ->> f.email_key)::bigint) AS contact_id,
+           nextval('crm.leads_id_seq') AS lead_id
+      FROM fresh f
   ), rows AS (
     SELECT p_server AS server_name, s.id AS external_id, s.full_name, s.email, s.phone,
            s.appointment_datetime, s.appointment_date, s.appointment_time, s.duration_minutes,
@@ -374,8 +425,10 @@ BEGIN
            (s.assigned_admin->>'id')::bigint AS assigned_admin_id,
            s.assigned_admin->>'name' AS assigned_admin_name,
            s.assigned_admin->>'email' AS assigned_admin_email,
-           s.admin_notes, s.client_notes, s.created_at, s.updated_at
-      FROM src s
+           s.admin_notes, s.client_notes, s.created_at, s.updated_at,
+           k.contact_id, k.lead_id,
+           CASE WHEN k.id IS NOT NULL AND s.is_paid THEN nextval('crm.deals_id_seq') END
+      FROM src s LEFT JOIN links k ON k.id = s.id
   ), up AS (
     INSERT INTO crm.appointments AS a (
            server_name, external_id, client_name, client_email, client_phone,
@@ -385,7 +438,8 @@ BEGIN
            confirmed_at, cancelled_at, cancellation_reason, is_paid, amount, discount_amount,
            final_amount, promo_code, payment_id, payment_status, payment_method, paid_at,
            assigned_admin_id, assigned_admin_name, assigned_admin_email, admin_notes,
-           client_notes, source_created_at, source_updated_at)
+           client_notes, source_created_at, source_updated_at,
+           crm_contact_id, crm_lead_id, crm_deal_id)
     SELECT * FROM rows
     ON CONFLICT (server_name, external_id) DO UPDATE SET
            client_name = EXCLUDED.client_name, client_email = EXCLUDED.client_email,
