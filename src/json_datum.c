@@ -60,7 +60,8 @@ static void crm_json_free_callback(void *arg);
 static void crm_json_tie_to_context(json_t *json, MemoryContextCallback *cb);
 static json_t *crm_json_wrap(json_t *elem);
 static const char *crm_json_type_name(json_t *value);
-static void crm_json_append_string(StringInfo buf, const char *str, size_t len);
+static void crm_json_append_string(StringInfo buf, const char *str, size_t len,
+								   int limit);
 static void crm_json_append(StringInfo buf, json_t *value, int limit);
 static char *crm_render_value(const char *str, size_t len, int maxchars);
 static void crm_conversion_error_callback(void *arg);
@@ -258,12 +259,19 @@ crmJsonLookup(json_t *obj, CrmColumn *col)
 
 /* ---------- JSON text ---------- */
 
-/* Append str as a JSON string literal, escaping what JSON requires. */
+/*
+ * Append str as a JSON string literal, escaping what JSON requires.  limit
+ * > 0 as for crm_json_append: only as much of str as can still be shown.
+ */
 static void
-crm_json_append_string(StringInfo buf, const char *str, size_t len)
+crm_json_append_string(StringInfo buf, const char *str, size_t len, int limit)
 {
 	size_t		start = 0;
 	size_t		i;
+
+	/* each byte of str writes at least one: the rest would be cut anyway */
+	if (limit > 0)
+		len = Min(len, (size_t) Max(limit - buf->len, 0));
 
 	appendStringInfoChar(buf, '"');
 	for (i = 0; i < len; i++)
@@ -337,7 +345,7 @@ crm_json_append(StringInfo buf, json_t *value, int limit)
 					if (!first)
 						appendStringInfoChar(buf, ',');
 					first = false;
-					crm_json_append_string(buf, key, strlen(key));
+					crm_json_append_string(buf, key, strlen(key), limit);
 					appendStringInfoChar(buf, ':');
 					crm_json_append(buf, member, limit);
 				}
@@ -363,7 +371,7 @@ crm_json_append(StringInfo buf, json_t *value, int limit)
 			break;
 		case JSON_STRING:
 			crm_json_append_string(buf, json_string_value(value),
-								   json_string_length(value));
+								   json_string_length(value), limit);
 			break;
 		case JSON_INTEGER:
 			appendStringInfo(buf, INT64_FORMAT,
