@@ -33,7 +33,6 @@
 #include "nodes/value.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
-#include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -69,7 +68,6 @@ static Datum crm_cstring_datum(const char *str, CrmColumn *col);
 static Datum crm_string_datum(const char *str, size_t len, CrmColumn *col,
 							  bool from_json);
 static Datum crm_json_text_datum(json_t *value, CrmColumn *col);
-static Oid	crm_domain_base_type(Oid domain);
 static Datum crm_json_convert(json_t *value, CrmColumn *col);
 static bool crm_parse_digits(const char *str, size_t len, int64 *result);
 static int64 crm_row_id(json_t *obj);
@@ -94,6 +92,9 @@ crmInitColumn(CrmColumn *col, Relation rel, AttrNumber attnum)
 	col->attnum = attnum;
 	col->attname = pstrdup(NameStr(att->attname));
 	col->typid = att->atttypid;
+	/* a domain's base type never changes (ALTER DOMAIN cannot change it) */
+	col->basetype = getBaseType(col->typid);
+	col->domain_extra = NULL;
 	col->typmod = att->atttypmod;
 	getTypeInputInfo(col->typid, &col->typinput, &col->typioparam);
 	fmgr_info_cxt(col->typinput, &col->inflinfo, CurrentMemoryContext);
@@ -596,8 +597,14 @@ crm_string_datum(const char *str, size_t len, CrmColumn *col, bool from_json)
 
 	if (col->typid == TEXTOID)
 		result = PointerGetDatum(cstring_to_text_with_len(s, (int) len));
-	else if (col->typid == DATEOID && crm_has_zone(s, len))
+	else if (col->basetype == DATEOID && crm_has_zone(s, len))
+	{
 		result = crm_zoned_date(s);
+		/* not read by domain_in: check the domain's constraints here */
+		if (col->typid != DATEOID)
+			domain_check(result, false, col->typid, &col->domain_extra,
+						 col->inflinfo.fn_mcxt);
+	}
 	else
 		result = InputFunctionCall(&col->inflinfo, unconstify(char *, s),
 								   col->typioparam, col->typmod);
@@ -635,25 +642,6 @@ crm_json_text_datum(json_t *value, CrmColumn *col)
 }
 
 /*
- * The base type of a domain, remembered for the last domain asked about so
- * that a domain column does not look in the catalog for every value.  A
- * domain's base type never changes (ALTER DOMAIN cannot change it).
- */
-static Oid
-crm_domain_base_type(Oid domain)
-{
-	static Oid	cached_domain = InvalidOid;
-	static Oid	cached_base = InvalidOid;
-
-	if (domain != cached_domain)
-	{
-		cached_base = getBaseType(domain);
-		cached_domain = domain;
-	}
-	return cached_base;
-}
-
-/*
  * Convert one non-null JSON value to the column's type.  The caller has
  * pushed the error context.  The common cases (a string into text or
  * through an input function, a number into an integer) take no detour.
@@ -662,14 +650,9 @@ static Datum
 crm_json_convert(json_t *value, CrmColumn *col)
 {
 	Oid			typid = col->typid;
-	Oid			basetype = typid;
 
-	/*
-	 * A domain converts through domain_in (which checks its constraints),
-	 * but is treated as its base type in the choices below.
-	 */
-	if (col->typinput == F_DOMAIN_IN)
-		basetype = crm_domain_base_type(typid);
+	/* a domain: domain_in checks its constraints, its base type chooses */
+	Oid			basetype = col->basetype;
 
 	/*
 	 * json and jsonb take the JSON value itself, so a JSON string becomes a
