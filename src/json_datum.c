@@ -518,8 +518,9 @@ crm_cstring_datum(const char *str, CrmColumn *col)
 }
 
 /*
- * Does a datetime string end in an explicit zone (Z, +HH, +HH:MM, -HHMM)?
- * Only then is its calendar day ambiguous.
+ * Does a datetime string end in an explicit zone: Z, or an offset from +H to
+ * +HH:MM:SS (or -)?  Only then is its calendar day ambiguous.  Whether the
+ * offset is valid is for timestamptz_in to say.
  */
 static bool
 crm_has_zone(const char *s, size_t len)
@@ -535,7 +536,7 @@ crm_has_zone(const char *s, size_t len)
 		char		c = s[i - 1];
 
 		if (c == '+' || c == '-')
-			return len - i >= 2 && len - i <= 5;
+			return len - i >= 1 && len - i <= 8;
 		if (!isdigit((unsigned char) c) && c != ':')
 			return false;
 	}
