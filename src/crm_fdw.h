@@ -126,10 +126,13 @@ typedef struct CrmColumn
 	char	   *json_path;		/* "payment.status" */
 	List	   *path_parts;		/* of String, json_path split on '.' */
 	Oid			typid;
+	Oid			basetype;		/* typid, or the base type of a domain */
 	int32		typmod;
 	Oid			typinput;
 	Oid			typioparam;
 	FmgrInfo	inflinfo;
+	void	   *domain_extra;	/* domain_check's cache (values not read by
+								 * domain_in) */
 	char	   *relname;		/* for error context */
 } CrmColumn;
 

@@ -33,7 +33,6 @@
 #include "nodes/value.h"
 #include "utils/builtins.h"
 #include "utils/date.h"
-#include "utils/fmgroids.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -60,7 +59,8 @@ static void crm_json_free_callback(void *arg);
 static void crm_json_tie_to_context(json_t *json, MemoryContextCallback *cb);
 static json_t *crm_json_wrap(json_t *elem);
 static const char *crm_json_type_name(json_t *value);
-static void crm_json_append_string(StringInfo buf, const char *str, size_t len);
+static void crm_json_append_string(StringInfo buf, const char *str, size_t len,
+								   int limit);
 static void crm_json_append(StringInfo buf, json_t *value, int limit);
 static char *crm_render_value(const char *str, size_t len, int maxchars);
 static void crm_conversion_error_callback(void *arg);
@@ -68,7 +68,6 @@ static Datum crm_cstring_datum(const char *str, CrmColumn *col);
 static Datum crm_string_datum(const char *str, size_t len, CrmColumn *col,
 							  bool from_json);
 static Datum crm_json_text_datum(json_t *value, CrmColumn *col);
-static Oid	crm_domain_base_type(Oid domain);
 static Datum crm_json_convert(json_t *value, CrmColumn *col);
 static bool crm_parse_digits(const char *str, size_t len, int64 *result);
 static int64 crm_row_id(json_t *obj);
@@ -93,6 +92,9 @@ crmInitColumn(CrmColumn *col, Relation rel, AttrNumber attnum)
 	col->attnum = attnum;
 	col->attname = pstrdup(NameStr(att->attname));
 	col->typid = att->atttypid;
+	/* a domain's base type never changes (ALTER DOMAIN cannot change it) */
+	col->basetype = getBaseType(col->typid);
+	col->domain_extra = NULL;
 	col->typmod = att->atttypmod;
 	getTypeInputInfo(col->typid, &col->typinput, &col->typioparam);
 	fmgr_info_cxt(col->typinput, &col->inflinfo, CurrentMemoryContext);
@@ -258,12 +260,19 @@ crmJsonLookup(json_t *obj, CrmColumn *col)
 
 /* ---------- JSON text ---------- */
 
-/* Append str as a JSON string literal, escaping what JSON requires. */
+/*
+ * Append str as a JSON string literal, escaping what JSON requires.  limit
+ * > 0 as for crm_json_append: only as much of str as can still be shown.
+ */
 static void
-crm_json_append_string(StringInfo buf, const char *str, size_t len)
+crm_json_append_string(StringInfo buf, const char *str, size_t len, int limit)
 {
 	size_t		start = 0;
 	size_t		i;
+
+	/* each byte of str writes at least one: the rest would be cut anyway */
+	if (limit > 0)
+		len = Min(len, (size_t) Max(limit - buf->len, 0));
 
 	appendStringInfoChar(buf, '"');
 	for (i = 0; i < len; i++)
@@ -337,7 +346,7 @@ crm_json_append(StringInfo buf, json_t *value, int limit)
 					if (!first)
 						appendStringInfoChar(buf, ',');
 					first = false;
-					crm_json_append_string(buf, key, strlen(key));
+					crm_json_append_string(buf, key, strlen(key), limit);
 					appendStringInfoChar(buf, ':');
 					crm_json_append(buf, member, limit);
 				}
@@ -363,7 +372,7 @@ crm_json_append(StringInfo buf, json_t *value, int limit)
 			break;
 		case JSON_STRING:
 			crm_json_append_string(buf, json_string_value(value),
-								   json_string_length(value));
+								   json_string_length(value), limit);
 			break;
 		case JSON_INTEGER:
 			appendStringInfo(buf, INT64_FORMAT,
@@ -509,8 +518,9 @@ crm_cstring_datum(const char *str, CrmColumn *col)
 }
 
 /*
- * Does a datetime string end in an explicit zone (Z, +HH, +HH:MM, -HHMM)?
- * Only then is its calendar day ambiguous.
+ * Does a datetime string end in an explicit zone: Z, or an offset from +H to
+ * +HH:MM:SS (or -)?  Only then is its calendar day ambiguous.  Whether the
+ * offset is valid is for timestamptz_in to say.
  */
 static bool
 crm_has_zone(const char *s, size_t len)
@@ -526,7 +536,7 @@ crm_has_zone(const char *s, size_t len)
 		char		c = s[i - 1];
 
 		if (c == '+' || c == '-')
-			return len - i >= 2 && len - i <= 5;
+			return len - i >= 1 && len - i <= 8;
 		if (!isdigit((unsigned char) c) && c != ':')
 			return false;
 	}
@@ -588,8 +598,14 @@ crm_string_datum(const char *str, size_t len, CrmColumn *col, bool from_json)
 
 	if (col->typid == TEXTOID)
 		result = PointerGetDatum(cstring_to_text_with_len(s, (int) len));
-	else if (col->typid == DATEOID && crm_has_zone(s, len))
+	else if (col->basetype == DATEOID && crm_has_zone(s, len))
+	{
 		result = crm_zoned_date(s);
+		/* not read by domain_in: check the domain's constraints here */
+		if (col->typid != DATEOID)
+			domain_check(result, false, col->typid, &col->domain_extra,
+						 col->inflinfo.fn_mcxt);
+	}
 	else
 		result = InputFunctionCall(&col->inflinfo, unconstify(char *, s),
 								   col->typioparam, col->typmod);
@@ -627,25 +643,6 @@ crm_json_text_datum(json_t *value, CrmColumn *col)
 }
 
 /*
- * The base type of a domain, remembered for the last domain asked about so
- * that a domain column does not look in the catalog for every value.  A
- * domain's base type never changes (ALTER DOMAIN cannot change it).
- */
-static Oid
-crm_domain_base_type(Oid domain)
-{
-	static Oid	cached_domain = InvalidOid;
-	static Oid	cached_base = InvalidOid;
-
-	if (domain != cached_domain)
-	{
-		cached_base = getBaseType(domain);
-		cached_domain = domain;
-	}
-	return cached_base;
-}
-
-/*
  * Convert one non-null JSON value to the column's type.  The caller has
  * pushed the error context.  The common cases (a string into text or
  * through an input function, a number into an integer) take no detour.
@@ -654,14 +651,9 @@ static Datum
 crm_json_convert(json_t *value, CrmColumn *col)
 {
 	Oid			typid = col->typid;
-	Oid			basetype = typid;
 
-	/*
-	 * A domain converts through domain_in (which checks its constraints),
-	 * but is treated as its base type in the choices below.
-	 */
-	if (col->typinput == F_DOMAIN_IN)
-		basetype = crm_domain_base_type(typid);
+	/* a domain: domain_in checks its constraints, its base type chooses */
+	Oid			basetype = col->basetype;
 
 	/*
 	 * json and jsonb take the JSON value itself, so a JSON string becomes a

@@ -44,6 +44,7 @@ static const ShimColumnSpec shim_specs[] = {
 	{"assigned_admin", JSONOID, -1, "assigned_admin"},
 	{"payment_status", TEXTOID, -1, "payment.status"},
 	{"paid_day", DATEOID, -1, "payment.paid_at"},	/* a zoned datetime into date */
+	{"paid_day_checked", SHIM_DAY_OID, -1, "payment.paid_at"},	/* ... into a domain */
 	{"location", BPCHAROID, 9 + VARHDRSZ, "location"},	/* char(9) */
 	{"duration_checked", SHIM_POSINT_OID, -1, "duration_minutes"},
 	{"paid_flag", SHIM_FLAG_OID, -1, "is_paid"},
@@ -183,6 +184,8 @@ shim_check_datum(CrmColumn *col, Datum value, bool isnull)
 
 				if (!DATE_NOT_FINITE(d) && !IS_VALID_DATE(d))
 					shim_fail("column %s: date %d out of range", col->attname, d);
+				if (col->typid == SHIM_DAY_OID && d < 0)
+					shim_fail("column %s: domain check bypassed", col->attname);
 			}
 			break;
 		case TIMESTAMPTZOID:

@@ -56,6 +56,17 @@ long		shim_calls = 0;
 long		shim_rejections = 0;
 bool		shim_verbose = false;
 
+/*
+ * What the error context callbacks of one error may allocate.  They write a
+ * line of at most 4 kB that shows only the start of a value, so more means
+ * they built text nobody sees (such as a whole 10 MB value, to cut it).
+ */
+#define SHIM_CALLBACK_BYTES_MAX (16 * 1024)
+
+/* Set while errfinish runs the error context callbacks. */
+static bool shim_in_callbacks = false;
+static Size shim_callback_bytes = 0;
+
 static int	shim_db_encoding = PG_UTF8;
 static bool shim_interrupts = false;
 static char *shim_stack_base = NULL;
@@ -137,6 +148,8 @@ shim_alloc(MemoryContext context, Size size, bool huge)
 		shim_fail("palloc without a current memory context");
 	if (huge ? !AllocHugeSizeIsValid(size) : !AllocSizeIsValid(size))
 		elog(ERROR, "invalid memory alloc request size %zu", size);
+	if (shim_in_callbacks)
+		shim_callback_bytes += size;
 	chunk = malloc(sizeof(ShimChunk) + size);
 	if (chunk == NULL)
 		ereport(ERROR,
@@ -244,6 +257,8 @@ repalloc(void *pointer, Size size)
 
 	if (!AllocSizeIsValid(size))
 		elog(ERROR, "invalid memory alloc request size %zu", size);
+	if (shim_in_callbacks && size > old)
+		shim_callback_bytes += size - old;
 	/* unlink, realloc, link the (maybe moved) chunk where it was */
 	chunk->prev->next = chunk->next;
 	chunk->next->prev = chunk->prev;
@@ -819,7 +834,6 @@ typedef struct ShimErrorData
 #define SHIM_ERRORDATA_SIZE 5
 static ShimErrorData shim_errordata[SHIM_ERRORDATA_SIZE];
 static int	shim_errordata_depth = -1;
-static bool shim_in_callbacks = false;
 
 static ShimErrorData *
 shim_cur_error(const char *what)
@@ -1038,11 +1052,15 @@ errfinish(const char *filename, int lineno, const char *funcname)
 	/* errfinish runs the context callbacks in ErrorContext */
 	old = MemoryContextSwitchTo(shim_error_context);
 	shim_in_callbacks = true;
+	shim_callback_bytes = 0;
 	for (econtext = error_context_stack; econtext != NULL;
 		 econtext = econtext->previous)
 		econtext->callback(econtext->arg);
 	shim_in_callbacks = false;
 	MemoryContextSwitchTo(old);
+	if (shim_callback_bytes > SHIM_CALLBACK_BYTES_MAX)
+		shim_fail("the error context callbacks allocated %zu bytes for: %s",
+				  shim_callback_bytes, ed->message.data);
 
 	if (ed->elevel < ERROR)
 	{

@@ -20,6 +20,7 @@
 /* Fake OIDs of the two domains of the column set (>= FirstNormalObjectId). */
 #define SHIM_POSINT_OID	70001		/* CREATE DOMAIN posint AS integer CHECK (VALUE > 0) */
 #define SHIM_FLAG_OID	70002		/* CREATE DOMAIN flag AS boolean CHECK (VALUE IS NOT NULL) */
+#define SHIM_DAY_OID	70003		/* CREATE DOMAIN day2k AS date CHECK (VALUE >= '2000-01-01') */
 
 /* The last ERROR that reached the harness. */
 typedef struct ShimError

@@ -959,7 +959,40 @@ jsonb_in(PG_FUNCTION_ARGS)
 }
 
 
-/* ---------- the two domains (domain_in) ---------- */
+/* ---------- the three domains (domain_in, domain_check) ---------- */
+
+/* The CHECK constraint of a domain (domain_check_input). */
+static void
+shim_domain_check_value(Oid domain, Datum value)
+{
+	switch (domain)
+	{
+		case SHIM_POSINT_OID:
+			if (DatumGetInt32(value) <= 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_CHECK_VIOLATION),
+						 errmsg("value for domain posint violates check constraint \"posint_check\"")));
+			return;
+		case SHIM_DAY_OID:
+			/* 2000-01-01 is day 0; -infinity is below it, infinity above */
+			if (DatumGetDateADT(value) < 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_CHECK_VIOLATION),
+						 errmsg("value for domain day2k violates check constraint \"day2k_check\"")));
+			return;
+		case SHIM_FLAG_OID:
+			return;
+	}
+	elog(ERROR, "type %u is not a domain", domain);
+}
+
+void
+domain_check(Datum value, bool isnull, Oid domainType, void **extra,
+			 MemoryContext mcxt)
+{
+	if (!isnull)
+		shim_domain_check_value(domainType, value);
+}
 
 Datum
 domain_in(PG_FUNCTION_ARGS)
@@ -983,16 +1016,19 @@ domain_in(PG_FUNCTION_ARGS)
 	{
 		case SHIM_POSINT_OID:
 			value = int4in(base);
-			if (DatumGetInt32(value) <= 0)
-				ereport(ERROR,
-						(errcode(ERRCODE_CHECK_VIOLATION),
-						 errmsg("value for domain posint violates check constraint \"posint_check\"")));
-			return value;
+			break;
 		case SHIM_FLAG_OID:
-			return boolin(base);
+			value = boolin(base);
+			break;
+		case SHIM_DAY_OID:
+			value = date_in(base);
+			break;
+		default:
+			elog(ERROR, "type %u is not a domain", domain);
+			return (Datum) 0;
 	}
-	elog(ERROR, "type %u is not a domain", domain);
-	return (Datum) 0;
+	shim_domain_check_value(domain, value);
+	return value;
 }
 
 
@@ -1072,6 +1108,7 @@ shim_type_input_oid(Oid typid)
 			return F_TEXTIN;
 		case SHIM_POSINT_OID:
 		case SHIM_FLAG_OID:
+		case SHIM_DAY_OID:
 			return F_DOMAIN_IN;
 	}
 	shim_fail("no input function for type %u", typid);
@@ -1093,6 +1130,8 @@ getBaseType(Oid typid)
 			return INT4OID;
 		case SHIM_FLAG_OID:
 			return BOOLOID;
+		case SHIM_DAY_OID:
+			return DATEOID;
 	}
 	return typid;
 }

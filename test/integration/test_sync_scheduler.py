@@ -9,8 +9,13 @@ then checks the scheduled runs and the data, that crm_sync_enable(server,
 false) stops that server's runs, that interval 0 stops all of them, and
 that SIGTERM ends the scheduler within 2 s and the postmaster brings it
 back.  The settings are reset at the end, also on failure.
+
+A second test leaves runs 'running' as a crash does, then moves the
+scheduler (interval 0, so it never syncs) into that database: starting, it
+closes them.
 """
 
+import subprocess
 import time
 
 import sync_helpers as sh
@@ -18,6 +23,7 @@ from helpers import MockProcess, execute, scalar, wait_until
 
 ROLE = "crm_it_sync_sched"
 INTERVAL = 2
+SYNC_LOCK_CLASS = 0x43524D31        # src/sync.c: a server's sync holds (class, server oid)
 
 
 def reload_with(admin, **settings):
@@ -125,3 +131,46 @@ def test_sync_scheduler():
                     admin.close()
     finally:
         sh.drop_role(ROLE)
+
+
+def test_scheduler_closes_interrupted_runs_at_start():
+    """Runs left 'running' by a crash (their worker gone, no lock held) are
+    closed as failed by the scheduler as it starts, with no sync and no
+    request; a run whose server's sync lock is held is left alone."""
+    with MockProcess(rows=20, seed=33) as mp, sh.SyncDB("sched_start") as db:
+        admin = sh.wait_for_cluster()
+        conn, holder = db.connect(), db.connect()
+        try:
+            for server in ("crashed", "busy"):
+                sh.add_server(conn, server, mp.url)
+            dead = subprocess.Popen(["true"])
+            dead.wait()                     # its pid belongs to no process now
+            execute(conn, "INSERT INTO crm.sync_log (server_name, sync_type, status, worker_pid,"
+                          " sync_started_at) VALUES"
+                          " ('crashed', 'incremental', 'running', %s, now() - interval '5 min'),"
+                          " ('busy', 'full', 'running', %s, now() - interval '5 min')",
+                    (dead.pid, holder.get_backend_pid()))
+            execute(holder, "SELECT pg_advisory_lock(%s, oid::int) FROM pg_foreign_server"
+                            " WHERE srvname = 'busy'", (SYNC_LOCK_CLASS,))
+            mp.mock.clear_log()
+            try:
+                reload_with(admin, database=db.name, sync_interval=0)
+                wait_until(lambda: scheduler_in(admin, db.name), timeout=40, interval=0.2,
+                           what="the scheduler to start in %s" % db.name)
+                closed = wait_until(lambda: sh.log_rows(conn, "crashed", "status <> 'running'"),
+                                    timeout=10, interval=0.1,
+                                    what="the scheduler to close the interrupted run")[0]
+                assert closed["status"] == "failed" and closed["sync_completed_at"] is not None, closed
+                assert (closed["error_message"] or "").startswith("interrupted"), closed["error_message"]
+                busy = sh.log_rows(conn, "busy")
+                assert [r["status"] for r in busy] == ["running"], \
+                    "the run of a server whose lock is held: %r" % busy
+                assert scalar(conn, "SELECT count(*) FROM crm.sync_log") == 2, "a sync ran"
+                assert mp.mock.log() == [], "the scheduler sent requests"
+            finally:
+                reload_with(admin, database=None, sync_interval=None)
+                wait_until(lambda: not scheduler_in(admin, db.name), timeout=15, interval=0.2,
+                           what="the scheduler to leave %s" % db.name)
+        finally:
+            for c in (holder, conn, admin):
+                c.close()

@@ -99,6 +99,8 @@ def test_vanished_rows_give_no_row():
 
 FORMATS = [{"money_as_number": True},
            {"datetime_format": "offset"},
+           {"datetime_format": "offset_hms"},
+           {"datetime_format": "offset_west_hms"},
            {"money_as_number": True, "datetime_format": "offset", "extra_fields": True,
             "json_escape_unicode": True}]
 
@@ -167,7 +169,56 @@ def test_stats_under_format_variants():
                     period = json.loads(body)["period"] if status == 200 else body
                     problems.append("%s, %s..%s: got %s, want %r; the API sent period %s" % (
                         settings, lo, hi, got or "no row", want, period))
-        assert not problems, "%d of 12 stats queries are wrong:\n%s" % (
-            len(problems), "\n".join(problems))
+        assert not problems, "%d of %d stats queries are wrong:\n%s" % (
+            len(problems), 3 * (len(FORMATS) + 1), "\n".join(problems))
+    finally:
+        conn.close()
+
+
+ZONED_STYLES = ("offset", "offset_hms", "offset_west_hms")
+UTC_DAYS = "id, (appointment_datetime AT TIME ZONE 'UTC')::date, (created_at AT TIME ZONE 'UTC')::date"
+
+
+def test_zoned_datetimes_into_date_and_date_domain():
+    """A datetime written with an offset (+11:00, +11:00:00, -05:00:00) and
+    read into a date column, or into a domain over date, is its UTC day, in
+    JSON and in CSV; the domain's CHECK applies to that day."""
+    conn = db().connect()
+    try:
+        helpers.load_local_copy(conn)
+        helpers.execute(conn, "CREATE DOMAIN day_2k AS date CHECK (VALUE >= '2000-01-01')")
+        for name, resource in (("days_list", "appointments"), ("days_export", "export")):
+            helpers.execute(conn, """
+                CREATE FOREIGN TABLE %s (
+                  id bigint,
+                  appt_day date OPTIONS (json_path 'appointment_datetime'),
+                  created_day day_2k OPTIONS (json_path 'created_at'))
+                SERVER mockapi OPTIONS (resource '%s')""" % (name, resource))
+        want = query(conn, "SELECT %s FROM local_copy ORDER BY id" % UTC_DAYS)
+        for style in ZONED_STYLES:
+            mock().reset()
+            mock().config(datetime_format=style)
+            wire = {r["id"]: r for r in json.loads(mock().api_get("/appointments?per_page=100")[1])["data"]}
+            # the day as written differs from the UTC day for some rows
+            assert any(r["created_at"][:10] != str(w[2]) for w in want if w[0] in wire
+                       for r in [wire[w[0]]]), style
+            for table in ("days_list", "days_export"):
+                got = query(conn, "SELECT id, appt_day, created_day FROM %s ORDER BY id" % table)
+                bad = [(g, w) for g, w in zip(got, want) if g != w]
+                assert len(got) == len(want) and not bad, "%s, %s: %d rows vs %d, %d wrong, first %r" % (
+                    style, table, len(got), len(want), len(bad), bad[:1])
+
+        # a CHECK that only the UTC day violates: the row whose written day differs
+        mock().reset()
+        mock().config(datetime_format="offset_west_hms")
+        row_id, utc_day = query(conn, "SELECT id, (created_at AT TIME ZONE 'UTC')::date FROM local_copy"
+                                      " WHERE (created_at AT TIME ZONE 'UTC')::time < '05:00'"
+                                      " ORDER BY id LIMIT 1")[0]
+        helpers.execute(conn, "CREATE DOMAIN not_that_day AS date CHECK (VALUE <> '%s')" % utc_day)
+        helpers.execute(conn, "CREATE FOREIGN TABLE checked_day (id bigint, created_day not_that_day"
+                              " OPTIONS (json_path 'created_at')) SERVER mockapi")
+        e = expect_error(conn, "SELECT created_day FROM checked_day WHERE id = %s" % row_id)
+        assert e.pgcode == "23514", (e.pgcode, str(e))
+        check_names(e, "created_day", row_id, "-05:00:00")
     finally:
         conn.close()

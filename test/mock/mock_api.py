@@ -68,7 +68,7 @@ ENQUIRY_TYPES = ["tr", "tourist", "education", "pr_complex"]
 ENQUIRY_DISPLAY = {"tr": "TR (TRand JRP)", "tourist": "Tourist Visa",
                    "education": "Education", "pr_complex": "PR Complex"}
 ORDERS = ["id_asc", "id_desc", "updated_asc", "datetime_desc", "random"]
-DT_STYLES = ["micro_z", "plain_z", "offset"]
+DT_STYLES = ["micro_z", "plain_z", "offset", "offset_hms", "offset_west_hms"]
 FAULT_MODES = ["500", "503", "502html", "hang", "slow", "truncate",
                "invalid_json", "wrong_types", "huge", "reset", "429",
                "length_lie", "401", "422", "html200", "redirect"]
@@ -125,10 +125,13 @@ def fmt_dt(us, style="micro_z"):
     """Render a timestamp; every style denotes the same instant (lossless)."""
     if us is None:
         return None
-    if style == "offset":
-        off = melbourne_offset_hours(us)
+    if style in ("offset", "offset_hms", "offset_west_hms"):
+        # west: UTC-5 all year (Bogota, Panama); hms: the offset's seconds too
+        off = -5 if style == "offset_west_hms" else melbourne_offset_hours(us)
         d = dt_of(us + off * 3600 * US)
-        tail = "+%02d:00" % off
+        tail = "%s%02d:00" % ("-" if off < 0 else "+", abs(off))
+        if style != "offset":
+            tail += ":00"
     else:
         d = dt_of(us)
         tail = "Z"
@@ -136,7 +139,7 @@ def fmt_dt(us, style="micro_z"):
                                               d.hour, d.minute, d.second)
     if style == "micro_z":
         return "%s.%06d%s" % (base, d.microsecond, tail)
-    # plain_z / offset: fraction only when there is one, so no value is lost
+    # the others: fraction only when there is one, so no value is lost
     if d.microsecond:
         return "%s.%06d%s" % (base, d.microsecond, tail)
     return base + tail

@@ -519,7 +519,7 @@ class TestSwitches(MockTestCase):
 
     def test_datetime_formats(self):
         canon = self.m.data()
-        for style in ("plain_z", "offset"):
+        for style in ("plain_z", "offset", "offset_hms", "offset_west_hms"):
             self.m.config(datetime_format=style)
             _, pages = self.walk(100)
             rows = [r for p in pages for r in p["data"]]
@@ -534,9 +534,13 @@ class TestSwitches(MockTestCase):
                     if style == "plain_z":
                         self.assertTrue(a[f].endswith("Z"))
                     else:
-                        offsets.add(a[f][-6:])
+                        offsets.add(a[f][19:])
             if style == "offset":
                 self.assertEqual(offsets, {"+10:00", "+11:00"})
+            elif style == "offset_hms":
+                self.assertEqual(offsets, {"+10:00:00", "+11:00:00"})
+            elif style == "offset_west_hms":
+                self.assertEqual(offsets, {"-05:00:00"})
 
     def test_extra_fields(self):
         self.m.config(extra_fields=True)
