@@ -138,6 +138,8 @@ typedef struct CrmColumn
 
 extern void crmInitColumn(CrmColumn *col, Relation rel, AttrNumber attnum);
 /* Parse a JSON text; the document is freed when CurrentMemoryContext is reset. */
+extern void crmJsonUseMemoryContexts(void);
+extern void crmJsonSkipBom(const char **text, size_t *len);
 extern json_t *crmJsonParse(const char *text, size_t len, const char *what);
 /* Follow col->path_parts from obj; NULL when absent. */
 extern json_t *crmJsonLookup(json_t *obj, CrmColumn *col);

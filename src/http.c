@@ -1015,8 +1015,9 @@ crm_http_clean_text(const char *s, size_t len, size_t maxlen)
  * crm_http_json_excerpt
  *		A cleaned, compact, palloc'd rendering of a JSON value.
  *
- * json_dumps allocates with jansson's allocator (malloc unless another file
- * changed it), so the result is freed with jansson's own free function.
+ * json_dumps allocates with jansson's allocator (see
+ * crmJsonUseMemoryContexts), so the result is freed with jansson's own free
+ * function.
  */
 static char *
 crm_http_json_excerpt(json_t *value)

@@ -222,23 +222,33 @@ crm_sync_log_progress(CrmSyncRun *run)
 }
 
 /*
- * Store rows (JSON array text) through crm._sync_page and add its counts to
+ * Store the rows of a response through crm._sync_page and add its counts to
  * the run.  Returns the newest remote updated_at among them, or 0.
+ *
+ * The body goes to SQL as it came: crm_sync_parse has checked its shape, and
+ * only its "data" (an array, or the object of GET /appointments/{id}) is
+ * stored.  Re-encoding the rows from the parsed document would cost more than
+ * that document took to parse.
  */
 static TimestampTz
-crm_sync_store(CrmSyncRun *run, const char *rows_json)
+crm_sync_store(CrmSyncRun *run, CrmHttpResponse *resp)
 {
 	Oid			types[4] = {TEXTOID, INT8OID, TEXTOID, INT4OID};
 	Datum		values[4];
+	const char *body = resp->body;
+	size_t		len = resp->body_len;
 	bool		isnull;
 	Datum		d;
 
+	crmJsonSkipBom(&body, &len);
 	values[0] = CStringGetTextDatum(run->server);
 	values[1] = Int64GetDatum(run->log_id);
-	values[2] = CStringGetTextDatum(rows_json);
+	values[2] = PointerGetDatum(cstring_to_text_with_len(body, len));
 	values[3] = Int32GetDatum(crm_max_row_retries);
 	crm_sync_exec("SELECT created, updated, unchanged, failed, max_updated, failed_without_id,"
-				  " duplicates FROM crm._sync_page($1, $2, $3::jsonb, $4)",
+				  " duplicates FROM crm._sync_page($1, $2,"
+				  " (SELECT CASE jsonb_typeof(b->'data') WHEN 'object' THEN jsonb_build_array(b->'data')"
+				  " ELSE b->'data' END FROM (SELECT $3::jsonb AS b) body), $4)",
 				  4, types, values, NULL, SPI_OK_SELECT);
 	run->created += crm_sync_int8(1);
 	run->updated += crm_sync_int8(2);
@@ -250,21 +260,12 @@ crm_sync_store(CrmSyncRun *run, const char *rows_json)
 	return isnull ? 0 : DatumGetTimestampTz(d);
 }
 
-/* The rows of a response as JSON array text, with its pagination. */
-static char *
-crm_sync_rows_text(CrmHttpResponse *resp, const char *path, CrmPage *page)
+/* Check the shape of a response and read its pagination. */
+static void
+crm_sync_parse(CrmHttpResponse *resp, const char *path, CrmPage *page)
 {
-	json_t	   *root = crmJsonParse(resp->body, resp->body_len, path);
-	char	   *text;
-	char	   *copy;
-
-	crmParsePage(root, CRM_RESOURCE_APPOINTMENTS, path, page);
-	text = json_dumps(page->rows, JSON_COMPACT | JSON_ENCODE_ANY);
-	if (text == NULL)
-		elog(ERROR, "out of memory while encoding a page of %s", path);
-	copy = pstrdup(text);
-	free(text);
-	return copy;
+	crmParsePage(crmJsonParse(resp->body, resp->body_len, path),
+				 CRM_RESOURCE_APPOINTMENTS, path, page);
 }
 
 /* GET one appointment by id and store it; 404 resolves a pending error. */
@@ -298,7 +299,8 @@ crm_sync_fetch_one(CrmSyncRun *run, int64 id, bool mark_missing)
 		return;
 	}
 	run->fetched++;
-	(void) crm_sync_store(run, crm_sync_rows_text(&resp, path, &page));
+	crm_sync_parse(&resp, path, &page);
+	(void) crm_sync_store(run, &resp);
 }
 
 /*
@@ -387,7 +389,6 @@ crm_sync_walk(CrmSyncRun *run, bool *settled)
 		char	   *path;
 		CrmHttpResponse resp;
 		CrmPage		page;
-		char	   *rows;
 		size_t		nrows;
 		TimestampTz page_max;
 		bool		last;
@@ -398,10 +399,10 @@ crm_sync_walk(CrmSyncRun *run, bool *settled)
 		crmHttpGet(run->conn, path, false, &resp, &run->http);
 		if (pageno == 1)
 			first_date = resp.server_date;
-		rows = crm_sync_rows_text(&resp, path, &page);
+		crm_sync_parse(&resp, path, &page);
 		nrows = json_array_size(page.rows);
 
-		page_max = nrows > 0 ? crm_sync_store(run, rows) : 0;
+		page_max = nrows > 0 ? crm_sync_store(run, &resp) : 0;
 		if (page_max > max_seen)
 			max_seen = page_max;
 		run->fetched += nrows;

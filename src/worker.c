@@ -91,6 +91,8 @@ _PG_init(void)
 							PGC_SUSET, 0, NULL, NULL, NULL);
 	MarkGUCPrefixReserved("crm_fdw");
 
+	crmJsonUseMemoryContexts();
+
 	if (!process_shared_preload_libraries_in_progress)
 		return;
 
