@@ -366,12 +366,13 @@ CREATE TRIGGER appointments_crm_records_update
 -- The sync's set-wise store of one page
 -- ===================================================================
 
--- Upsert rows (a JSON array of API appointment objects) of one server.
+-- Upsert rows (JSON arrays of API appointment objects, one per page) of one
+-- server.
 -- A version older than the stored one never overwrites it; an unchanged row
 -- is not written at all.  A new appointment is inserted with the ids its
 -- contact, lead and deal will have (crm.store_links_drawn tells the insert
 -- trigger so): linking them afterwards would write every row twice.
-CREATE FUNCTION crm._store_rows(p_server text, p_rows jsonb,
+CREATE FUNCTION crm._store_rows(p_server text, p_pages jsonb[],
                                 OUT created integer, OUT updated integer)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -380,7 +381,7 @@ AS $$
 BEGIN
   WITH src AS (
     SELECT DISTINCT ON (r.id) r.*
-      FROM jsonb_to_recordset(p_rows) AS r(
+      FROM unnest(p_pages) AS p(page), jsonb_to_recordset(p.page) AS r(
              id bigint, full_name text, email text, phone text, location text,
              meeting_type text, preferred_language text, enquiry_type text,
              enquiry_type_display text, service_type text, specific_service text,
@@ -501,10 +502,16 @@ BEGIN
     INTO created, updated FROM up;
 END $$;
 
--- Store one page: set-wise, and row by row only when the set fails, so one
+-- The rows of pages (JSON arrays), in order.
+CREATE FUNCTION crm._page_rows(p_pages jsonb[]) RETURNS SETOF jsonb
+LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT e FROM unnest(p_pages) AS p(page), jsonb_array_elements(p.page) AS e $$;
+
+-- Store some pages: set-wise, and row by row only when the set fails, so one
 -- bad row lands in crm.sync_errors (with its JSON and the error) and the rest
--- of the page is stored.  Rows stored resolve their open errors.
-CREATE FUNCTION crm._sync_page(p_server text, p_log_id bigint, p_rows jsonb,
+-- is stored.  Rows stored resolve their open errors.
+CREATE FUNCTION crm._sync_pages(p_server text, p_log_id bigint, p_pages jsonb[],
                                p_max_retries integer,
                                OUT created integer, OUT updated integer,
                                OUT unchanged integer, OUT failed integer,
@@ -524,15 +531,15 @@ DECLARE
 BEGIN
   created := 0; updated := 0; failed := 0; failed_without_id := 0;
   BEGIN
-    SELECT * INTO r FROM crm._store_rows(p_server, p_rows);
+    SELECT * INTO r FROM crm._store_rows(p_server, p_pages);
     created := r.created; updated := r.updated;
     -- every updated_at parsed in the store, so this cannot fail here
-    SELECT max((e->>'updated_at')::timestamptz) INTO max_updated FROM jsonb_array_elements(p_rows) e;
-    stored := ARRAY(SELECT (e->>'id')::bigint FROM jsonb_array_elements(p_rows) e);
+    SELECT max((e->>'updated_at')::timestamptz) INTO max_updated FROM crm._page_rows(p_pages) e;
+    stored := ARRAY(SELECT (e->>'id')::bigint FROM crm._page_rows(p_pages) e);
   EXCEPTION WHEN others THEN
-    FOR elem IN SELECT e FROM jsonb_array_elements(p_rows) e LOOP
+    FOR elem IN SELECT e FROM crm._page_rows(p_pages) e LOOP
       BEGIN
-        SELECT * INTO r FROM crm._store_rows(p_server, jsonb_build_array(elem));
+        SELECT * INTO r FROM crm._store_rows(p_server, ARRAY[jsonb_build_array(elem)]);
         created := created + r.created; updated := updated + r.updated;
         stored := stored || (elem->>'id')::bigint;
         -- a row that failed does not move the cursor: it is retried by id
@@ -557,7 +564,7 @@ BEGIN
       END;
     END LOOP;
   END;
-  unchanged := jsonb_array_length(p_rows) - created - updated - failed;
+  unchanged := (SELECT count(*) FROM crm._page_rows(p_pages)) - created - updated - failed;
   UPDATE crm.sync_errors SET resolved_at = now(), updated_at = now()
    WHERE server_name = p_server AND resolved_at IS NULL
      AND external_appointment_id = ANY (stored);
@@ -566,7 +573,7 @@ BEGIN
   duplicates := 0;
   IF to_regclass('pg_temp.crm_seen_ids') IS NOT NULL THEN
     WITH ids AS (
-      SELECT (e->>'id')::bigint AS id FROM jsonb_array_elements(p_rows) e
+      SELECT (e->>'id')::bigint AS id FROM crm._page_rows(p_pages) e
        WHERE jsonb_typeof(e->'id') = 'number' AND e->>'id' ~ '^[0-9]{1,18}$'
     ), ins AS (
       INSERT INTO crm_seen_ids SELECT id FROM ids ON CONFLICT DO NOTHING RETURNING 1

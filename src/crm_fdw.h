@@ -113,6 +113,12 @@ typedef struct CrmHttpResponse
 extern void crmHttpGet(CrmConnInfo *conn, const char *path_and_query,
 					   bool allow_404, CrmHttpResponse *resp,
 					   CrmHttpStats *stats);
+/*
+ * Send GET <url><path_and_query> ahead, for the next crmHttpGet of the same
+ * URL and connection; crmHttpCancelPrefetch drops it.
+ */
+extern void crmHttpPrefetch(CrmConnInfo *conn, const char *path_and_query);
+extern void crmHttpCancelPrefetch(void);
 /* Percent-encode a query-string value into buf. */
 extern void crmAppendUrlEncoded(StringInfo buf, const char *value);
 

@@ -52,7 +52,8 @@ enum FdwScanPrivateIndex
 	FdwScanPrivateMinutes,		/* Integer: minutes of "recent" */
 	FdwScanPrivatePerPage,		/* Integer: per_page of list requests */
 	FdwScanPrivateSpecs,		/* List of spec Nodes, parallel to fdw_exprs */
-	FdwScanPrivateRetrievedAttrs	/* List of Integer attnums to convert */
+	FdwScanPrivateRetrievedAttrs,	/* List of Integer attnums to convert */
+	FdwScanPrivateReadAhead		/* Boolean: send the next page's request early */
 };
 
 /* Planner state of one foreign relation (baserel->fdw_private). */
@@ -99,6 +100,7 @@ typedef struct CrmScanState
 	CrmResource resource;
 	int			minutes;
 	int			per_page;
+	bool		read_ahead;
 	List	   *specs;
 	List	   *value_states;	/* ExprStates of fdw_exprs */
 
@@ -437,6 +439,12 @@ crmGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
 							 specs,
 							 retrieved);
 
+	/*
+	 * Under a LIMIT the next page may never be read, and asking for it would
+	 * cost a request of the rate limit for nothing.
+	 */
+	fdw_private = lappend(fdw_private, makeBoolean(root->limit_tuples < 0));
+
 	return make_foreignscan(tlist, local_exprs, baserel->relid, values,
 							fdw_private, NIL, NIL, outer_plan);
 }
@@ -458,6 +466,7 @@ crmBeginForeignScan(ForeignScanState *node, int eflags)
 	st->resource = intVal(list_nth(fsplan->fdw_private, FdwScanPrivateResource));
 	st->minutes = intVal(list_nth(fsplan->fdw_private, FdwScanPrivateMinutes));
 	st->per_page = intVal(list_nth(fsplan->fdw_private, FdwScanPrivatePerPage));
+	st->read_ahead = boolVal(list_nth(fsplan->fdw_private, FdwScanPrivateReadAhead));
 	st->specs = (List *) list_nth(fsplan->fdw_private, FdwScanPrivateSpecs);
 	retrieved = (List *) list_nth(fsplan->fdw_private, FdwScanPrivateRetrievedAttrs);
 
@@ -599,6 +608,15 @@ crm_map_csv_columns(CrmScanState *st)
 			st->csv_id_field = j;
 }
 
+/* The path of one page of a request. */
+static char *
+crm_page_path(CrmRequest *req, int page)
+{
+	if (!req->paged)
+		return pstrdup(req->path);
+	return psprintf("%s%cpage=%d", req->path, strchr(req->path, '?') ? '&' : '?', page);
+}
+
 /*
  * Fetch the next response of the current request into the batch context.
  * Returns false when every request is done.
@@ -609,7 +627,7 @@ crm_fetch_next(CrmScanState *st)
 	CrmRequest *req;
 	CrmHttpResponse resp;
 	MemoryContext oldcxt;
-	StringInfoData path;
+	char	   *path;
 
 	for (;;)
 	{
@@ -631,15 +649,12 @@ crm_fetch_next(CrmScanState *st)
 	oldcxt = MemoryContextSwitchTo(st->batch_cxt);
 
 	st->page++;
-	initStringInfo(&path);
-	appendStringInfoString(&path, req->path);
-	if (req->paged)
-		appendStringInfo(&path, "%cpage=%d", strchr(req->path, '?') ? '&' : '?', st->page);
+	path = crm_page_path(req, st->page);
 
-	crmHttpGet(st->conn, path.data, req->allow_404, &resp, &st->stats);
+	crmHttpGet(st->conn, path, req->allow_404, &resp, &st->stats);
 	st->more_pages = false;
 	st->row_index = 0;
-	st->cur_path = path.data;
+	st->cur_path = path;
 
 	if (resp.status == 404)
 	{
@@ -653,10 +668,10 @@ crm_fetch_next(CrmScanState *st)
 	}
 	else
 	{
-		json_t	   *root = crmJsonParse(resp.body, resp.body_len, path.data);
+		json_t	   *root = crmJsonParse(resp.body, resp.body_len, path);
 		CrmPage		page;
 
-		crmParsePage(root, st->resource, path.data, &page);
+		crmParsePage(root, st->resource, path, &page);
 		st->rows = page.rows;
 		/*
 		 * Follow pages while the remote says there are more and the page was
@@ -681,10 +696,13 @@ crm_fetch_next(CrmScanState *st)
 						(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 						 errmsg("remote listing changed while it was read"),
 						 errdetail("GET %s reports " INT64_FORMAT " rows where an earlier page reported " INT64_FORMAT ", so rows may have moved past the scan.",
-								   path.data, page.total, st->max_total),
+								   path, page.total, st->max_total),
 						 errhint("Run the query again.")));
 			st->max_total = Max(st->max_total, page.total);
 		}
+		/* the server prepares the next page while the executor reads this one */
+		if (st->more_pages && st->read_ahead)
+			crmHttpPrefetch(st->conn, crm_page_path(req, st->page + 1));
 	}
 	MemoryContextSwitchTo(oldcxt);
 	return true;
@@ -803,6 +821,7 @@ crmReScanForeignScan(ForeignScanState *node)
 	CrmScanState *st = (CrmScanState *) node->fdw_state;
 
 	/* Parameters may have changed: rebuild the requests on the next fetch. */
+	crmHttpCancelPrefetch();
 	st->requests_built = false;
 	st->rows = NULL;
 	st->csv = NULL;
@@ -813,6 +832,7 @@ static void
 crmEndForeignScan(ForeignScanState *node)
 {
 	/* The batch context dies with the query; the curl handle is kept for reuse. */
+	crmHttpCancelPrefetch();
 }
 
 static void

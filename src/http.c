@@ -18,6 +18,12 @@
  * limit per server, a bound on the response size, and errors a user can act
  * on for everything else.
  *
+ * A caller that knows which page it will ask for next can send that request
+ * ahead (crmHttpPrefetch) before it works on the page it has: the server
+ * prepares the answer meanwhile, and the next crmHttpGet of the same URL picks
+ * it up.  At most one request is ahead; any other request, the end of a scan
+ * and an aborted transaction drop it.
+ *
  * libcurl callbacks never palloc, elog or ereport (a longjmp through libcurl
  * would leave the handle broken): the body is collected in a bounded malloc
  * buffer that is freed after each transfer, on ERROR while attached, and in
@@ -36,6 +42,7 @@
 #include <curl/curl.h>
 #include <curl/header.h>
 
+#include "access/xact.h"
 #include "common/pg_prng.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
@@ -92,6 +99,9 @@ static bool crm_attached = false;
 static CrmHttpBody crm_body;
 static char crm_errbuf[CURL_ERROR_SIZE];
 static HTAB *crm_rate_states = NULL;
+/* The request sent ahead: its URL (TopMemoryContext) and connection. */
+static char *crm_ahead_url = NULL;
+static const CrmConnInfo *crm_ahead_conn = NULL;
 
 static void crm_http_init(void);
 static void crm_http_detach(void);
@@ -108,7 +118,10 @@ static int64 crm_http_now_ms(void);
 static void crm_http_sleep_until(int64 until_ms);
 static CrmRateState *crm_http_rate_state(Oid serverid);
 static void crm_http_rate_prune(CrmRateState *st, int64 now);
+static int64 crm_http_rate_wait_until(CrmConnInfo *conn, int64 now);
 static void crm_http_rate_limit_wait(CrmConnInfo *conn);
+static void crm_http_rate_record(CrmConnInfo *conn);
+static void crm_http_xact_callback(XactEvent event, void *arg);
 static void crm_http_rate_note_headers(CrmConnInfo *conn);
 static bool crm_http_header_int64(const char *name, int64 *value);
 static char *crm_http_clean_text(const char *s, size_t len, size_t maxlen);
@@ -162,6 +175,7 @@ crmHttpGet(CrmConnInfo *conn, const char *path_and_query, bool allow_404,
 	char	   *url;
 	int			max_attempts;
 	int			attempt = 0;
+	bool		ahead;
 
 	if (stats == NULL)
 	{
@@ -182,6 +196,23 @@ crmHttpGet(CrmConnInfo *conn, const char *path_and_query, bool allow_404,
 	url = psprintf("%s%s", conn->opts.url, path_and_query);
 	max_attempts = Max(conn->opts.max_retries, 0) + 1;
 
+	/* the first attempt may be on its way already */
+	ahead = crm_ahead_url != NULL && crm_ahead_conn == conn &&
+		strcmp(crm_ahead_url, url) == 0;
+	if (ahead)
+	{
+		pfree(crm_ahead_url);
+		crm_ahead_url = NULL;
+		crm_ahead_conn = NULL;
+	}
+	else
+	{
+		/* drop a request sent ahead, or left over by an ERROR */
+		crmHttpCancelPrefetch();
+		crm_http_detach();
+		crm_http_discard_body();
+	}
+
 	for (;;)
 	{
 		CURLcode	rc;
@@ -189,13 +220,16 @@ crmHttpGet(CrmConnInfo *conn, const char *path_and_query, bool allow_404,
 		int			delay_ms;
 
 		attempt++;
-		crm_http_rate_limit_wait(conn);
+		if (!(ahead && attempt == 1))
+		{
+			crm_http_rate_limit_wait(conn);
+			crm_http_prepare(conn, url);
+		}
 
 		stats->requests++;
 		if (attempt > 1)
 			stats->retries++;
 
-		crm_http_prepare(conn, url);
 		rc = crm_http_perform();
 
 		if (rc != CURLE_OK)
@@ -269,6 +303,71 @@ crmHttpGet(CrmConnInfo *conn, const char *path_and_query, bool allow_404,
 }
 
 /*
+ * crmHttpPrefetch
+ *		Send GET <url><path_and_query> now, for a crmHttpGet of the same URL
+ *		and connection to pick up later.
+ *
+ * Only the send happens here; the answer waits in the socket.  Nothing is
+ * sent when the rate limit would make this request wait (a page that may
+ * never be read must not cost a wait), and a failure here only means the
+ * later crmHttpGet sends the request itself, where errors are reported.  A
+ * request sent ahead and then dropped is not in the caller's counters.
+ */
+void
+crmHttpPrefetch(CrmConnInfo *conn, const char *path_and_query)
+{
+	int			running;
+
+	crmHttpCancelPrefetch();
+	if (conn->opts.url == NULL || conn->opts.url[0] == '\0')
+		return;
+	crm_http_init();
+	crm_http_detach();
+	crm_http_discard_body();
+	if (crm_http_rate_wait_until(conn, crm_http_now_ms()) > 0)
+		return;
+
+	crm_ahead_url = MemoryContextStrdup(TopMemoryContext,
+										psprintf("%s%s", conn->opts.url, path_and_query));
+	crm_ahead_conn = conn;
+	crm_http_rate_record(conn);
+	crm_http_prepare(conn, crm_ahead_url);
+	if (curl_multi_add_handle(crm_multi, crm_easy) != CURLM_OK)
+	{
+		crmHttpCancelPrefetch();
+		return;
+	}
+	crm_attached = true;
+	if (curl_multi_perform(crm_multi, &running) != CURLM_OK)
+		crmHttpCancelPrefetch();
+}
+
+/*
+ * crmHttpCancelPrefetch
+ *		Drop the request sent ahead, if any (its connection is closed).
+ *
+ * No palloc, no ereport: also called when a transaction aborts.
+ */
+void
+crmHttpCancelPrefetch(void)
+{
+	if (crm_ahead_url == NULL)
+		return;
+	crm_http_detach();
+	crm_http_discard_body();
+	pfree(crm_ahead_url);
+	crm_ahead_url = NULL;
+	crm_ahead_conn = NULL;
+}
+
+static void
+crm_http_xact_callback(XactEvent event, void *arg)
+{
+	if (event == XACT_EVENT_ABORT || event == XACT_EVENT_PARALLEL_ABORT)
+		crmHttpCancelPrefetch();
+}
+
+/*
  * crmAppendUrlEncoded
  *		Percent-encode value into buf, for a query-string parameter.
  *
@@ -301,13 +400,11 @@ crmAppendUrlEncoded(StringInfo buf, const char *value)
 
 /*
  * crm_http_init
- *		Create the per-backend libcurl state on first use, and clean up after
- *		a request that an ERROR interrupted.
+ *		Create the per-backend libcurl state on first use.
  *
  * curl_global_init is not thread-safe and must run once per process; the
  * handles are kept for the backend's life so that connections stay alive
- * between requests.  A previous request may have been left attached or
- * holding a body buffer if an ERROR escaped before its cleanup ran.
+ * between requests.
  */
 static void
 crm_http_init(void)
@@ -322,6 +419,7 @@ crm_http_init(void)
 					 errmsg("could not initialize libcurl: %s",
 							curl_easy_strerror(rc))));
 		crm_curl_initialized = true;
+		RegisterXactCallback(crm_http_xact_callback, NULL);
 	}
 
 	if (crm_multi == NULL)
@@ -350,9 +448,6 @@ crm_http_init(void)
 					(errcode(ERRCODE_FDW_OUT_OF_MEMORY),
 					 errmsg("could not build the HTTP request headers")));
 	}
-
-	crm_http_detach();
-	crm_http_discard_body();
 }
 
 /*
@@ -520,9 +615,12 @@ crm_http_perform(void)
 	volatile CURLcode result = CURLE_OK;
 	volatile bool done = false;
 
-	CRM_CURLM_CHECK(curl_multi_add_handle(crm_multi, crm_easy),
-					"curl_multi_add_handle");
-	crm_attached = true;
+	if (!crm_attached)
+	{
+		CRM_CURLM_CHECK(curl_multi_add_handle(crm_multi, crm_easy),
+						"curl_multi_add_handle");
+		crm_attached = true;
+	}
 
 	PG_TRY();
 	{
@@ -809,34 +907,46 @@ crm_http_rate_prune(CrmRateState *st, int64 now)
 static void
 crm_http_rate_limit_wait(CrmConnInfo *conn)
 {
-	CrmRateState *st = crm_http_rate_state(conn->serverid);
-	int			limit = Max(conn->opts.rate_limit_per_minute, 0);
-	int			maxcap;
-	int64		now;
-
 	for (;;)
 	{
-		int64		until = 0;
-
-		now = crm_http_now_ms();
-		crm_http_rate_prune(st, now);
-
-		if (st->hold_until_ms > now)
-			until = st->hold_until_ms;
-		else if (limit > 0 && st->count >= limit)
-			until = st->sent_ms[(st->head + st->count - limit) % st->capacity] +
-				CRM_RATE_WINDOW_MS + CRM_RATE_MARGIN_MS;
+		int64		now = crm_http_now_ms();
+		int64		until = crm_http_rate_wait_until(conn, now);
 
 		if (until <= now)
 			break;
-
 		elog(DEBUG1, "waiting %lld ms for the rate limit of server \"%s\"",
 			 (long long) (until - now), conn->servername);
 		crm_http_sleep_until(until);
 	}
-	st->hold_until_ms = 0;
+	crm_http_rate_record(conn);
+}
 
-	/* record this send, growing or recycling the ring as needed */
+/* When one more request to this server fits the window: 0 if now. */
+static int64
+crm_http_rate_wait_until(CrmConnInfo *conn, int64 now)
+{
+	CrmRateState *st = crm_http_rate_state(conn->serverid);
+	int			limit = Max(conn->opts.rate_limit_per_minute, 0);
+	int64		until = 0;
+
+	crm_http_rate_prune(st, now);
+	if (st->hold_until_ms > now)
+		until = st->hold_until_ms;
+	else if (limit > 0 && st->count >= limit)
+		until = st->sent_ms[(st->head + st->count - limit) % st->capacity] +
+			CRM_RATE_WINDOW_MS + CRM_RATE_MARGIN_MS;
+	return until > now ? until : 0;
+}
+
+/* Record a send, growing or recycling the ring as needed. */
+static void
+crm_http_rate_record(CrmConnInfo *conn)
+{
+	CrmRateState *st = crm_http_rate_state(conn->serverid);
+	int			limit = Max(conn->opts.rate_limit_per_minute, 0);
+	int			maxcap;
+
+	st->hold_until_ms = 0;
 	maxcap = limit > 0 ? limit : CRM_RATE_RING_UNLIMITED;
 	if (st->count == st->capacity)
 	{

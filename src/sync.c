@@ -9,7 +9,8 @@
  *	- The cursor is a remote updated_at, never our clock, and requests ask
  *	  for updated_after = cursor - 1 s, so a strict or inclusive remote, and
  *	  rows sharing one timestamp across pages, are all covered.
- *	- Each page commits on its own, but the cursor moves only at the end of a
+ *	- Pages are stored in batches of about CRM_SYNC_BATCH_ROWS rows, each
+ *	  batch in its own transaction, but the cursor moves only at the end of a
  *	  complete walk, and never past the API's clock at the start of the walk
  *	  (its Date header): a row changed while we walk, which an unstable order
  *	  may have hidden from us, is newer than that and is read next time.
@@ -18,7 +19,7 @@
  *	  deleted (pagination.total shrinks).  Such a walk is unsettled: it is
  *	  read again from the same cursor, and if the listing keeps moving, the
  *	  cursor stays where it was.
- *	- Storing a page (crm._sync_page) never overwrites a newer version with an
+ *	- Storing pages (crm._sync_pages) never overwrites a newer version with an
  *	  older one and writes nothing for unchanged rows.
  * A full sync also lists every id and checks each local row it did not see
  * with GET /appointments/{id} before marking it missing_remote.
@@ -44,6 +45,12 @@
 #define CRM_SYNC_LOCK_CLASS		0x43524D31
 /* Walks of one sync while the listing keeps moving under it. */
 #define CRM_SYNC_MAX_WALKS		3
+/*
+ * Rows stored per transaction and statement: the triggers and statements
+ * cost less per row in bigger sets, and a batch of pages in memory is
+ * still about a megabyte.
+ */
+#define CRM_SYNC_BATCH_ROWS		1000
 
 /* One run of the sync. */
 typedef struct CrmSyncRun
@@ -222,34 +229,60 @@ crm_sync_log_progress(CrmSyncRun *run)
 }
 
 /*
- * Store the rows of a response through crm._sync_page and add its counts to
- * the run.  Returns the newest remote updated_at among them, or 0.
- *
- * The body goes to SQL as it came: crm_sync_parse has checked its shape, and
- * only its "data" (an array, or the object of GET /appointments/{id}) is
- * stored.  Re-encoding the rows from the parsed document would cost more than
- * that document took to parse.
+ * Responses waiting to be stored: their bodies as text, as they came.
+ * crm_sync_parse has checked the shape of each, and only its "data" (an
+ * array, or the object of GET /appointments/{id}) is stored: re-encoding the
+ * rows from the parsed document would cost more than parsing it did.
  */
-static TimestampTz
-crm_sync_store(CrmSyncRun *run, CrmHttpResponse *resp)
+typedef struct CrmSyncBatch
 {
-	Oid			types[4] = {TEXTOID, INT8OID, TEXTOID, INT4OID};
-	Datum		values[4];
+	Datum		bodies[CRM_SYNC_BATCH_ROWS];
+	int			nbodies;
+	int64		nrows;
+} CrmSyncBatch;
+
+static void
+crm_sync_batch_add(CrmSyncBatch *batch, CrmHttpResponse *resp, size_t nrows)
+{
 	const char *body = resp->body;
 	size_t		len = resp->body_len;
+
+	Assert(batch->nbodies < CRM_SYNC_BATCH_ROWS);
+	crmJsonSkipBom(&body, &len);
+	batch->bodies[batch->nbodies++] = PointerGetDatum(cstring_to_text_with_len(body, len));
+	batch->nrows += nrows;
+}
+
+/*
+ * Store the batch through crm._sync_pages, add its counts to the run and
+ * empty it.  Returns the newest remote updated_at stored, or 0.
+ */
+static TimestampTz
+crm_sync_store(CrmSyncRun *run, CrmSyncBatch *batch)
+{
+	Oid			types[4] = {TEXTOID, INT8OID, TEXTARRAYOID, INT4OID};
+	Datum		values[4];
 	bool		isnull;
 	Datum		d;
 
-	crmJsonSkipBom(&body, &len);
+	if (batch->nrows == 0)
+	{
+		batch->nbodies = 0;
+		return 0;
+	}
 	values[0] = CStringGetTextDatum(run->server);
 	values[1] = Int64GetDatum(run->log_id);
-	values[2] = PointerGetDatum(cstring_to_text_with_len(body, len));
+	values[2] = PointerGetDatum(construct_array(batch->bodies, batch->nbodies, TEXTOID,
+												-1, false, TYPALIGN_INT));
 	values[3] = Int32GetDatum(crm_max_row_retries);
 	crm_sync_exec("SELECT created, updated, unchanged, failed, max_updated, failed_without_id,"
-				  " duplicates FROM crm._sync_page($1, $2,"
-				  " (SELECT CASE jsonb_typeof(b->'data') WHEN 'object' THEN jsonb_build_array(b->'data')"
-				  " ELSE b->'data' END FROM (SELECT $3::jsonb AS b) body), $4)",
+				  " duplicates FROM crm._sync_pages($1, $2, ARRAY("
+				  "  SELECT CASE jsonb_typeof(b->'data') WHEN 'object' THEN jsonb_build_array(b->'data')"
+				  "         ELSE b->'data' END"
+				  "    FROM unnest($3::jsonb[]) WITH ORDINALITY AS u(b, n) ORDER BY n), $4)",
 				  4, types, values, NULL, SPI_OK_SELECT);
+	batch->nbodies = 0;
+	batch->nrows = 0;
 	run->created += crm_sync_int8(1);
 	run->updated += crm_sync_int8(2);
 	run->unchanged += crm_sync_int8(3);
@@ -260,12 +293,27 @@ crm_sync_store(CrmSyncRun *run, CrmHttpResponse *resp)
 	return isnull ? 0 : DatumGetTimestampTz(d);
 }
 
-/* Check the shape of a response and read its pagination. */
-static void
+/*
+ * Check the shape of a response and read its pagination; returns the number
+ * of rows.  The parsed document is gone on return (page->rows with it): only
+ * its counts are kept, and a batch of documents would hold many megabytes.
+ */
+static size_t
 crm_sync_parse(CrmHttpResponse *resp, const char *path, CrmPage *page)
 {
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext,
+											  "crm_fdw sync page",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	size_t		nrows;
+
 	crmParsePage(crmJsonParse(resp->body, resp->body_len, path),
 				 CRM_RESOURCE_APPOINTMENTS, path, page);
+	nrows = json_array_size(page->rows);
+	page->rows = NULL;
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(cxt);
+	return nrows;
 }
 
 /* GET one appointment by id and store it; 404 resolves a pending error. */
@@ -275,6 +323,7 @@ crm_sync_fetch_one(CrmSyncRun *run, int64 id, bool mark_missing)
 	char		path[64];
 	CrmHttpResponse resp;
 	CrmPage		page;
+	CrmSyncBatch *batch;
 
 	snprintf(path, sizeof(path), "/appointments/" INT64_FORMAT, id);
 	crmHttpGet(run->conn, path, true, &resp, &run->http);
@@ -299,8 +348,9 @@ crm_sync_fetch_one(CrmSyncRun *run, int64 id, bool mark_missing)
 		return;
 	}
 	run->fetched++;
-	crm_sync_parse(&resp, path, &page);
-	(void) crm_sync_store(run, &resp);
+	batch = palloc0(sizeof(CrmSyncBatch));
+	crm_sync_batch_add(batch, &resp, crm_sync_parse(&resp, path, &page));
+	(void) crm_sync_store(run, batch);
 }
 
 /*
@@ -359,17 +409,20 @@ crm_sync_retry_failed(CrmSyncRun *run)
 
 /*
  * Walk every page of the listing (since the cursor, for an incremental
- * sync), one transaction per page.  Returns the cursor the walk earned, and
- * whether the listing held still while it was read (see the file header).
+ * sync), a batch of pages per transaction.  Returns the cursor the walk
+ * earned, and whether the listing held still while it was read (see the
+ * file header).
  */
 static TimestampTz
 crm_sync_walk(CrmSyncRun *run, bool *settled)
 {
 	StringInfoData base;
+	CrmSyncBatch *batch = palloc0(sizeof(CrmSyncBatch));
 	TimestampTz max_seen = 0;
 	TimestampTz first_date = 0;
 	int64		max_total = -1;
 	bool		shrank = false;
+	bool		done = false;
 	int			pageno;
 
 	initStringInfo(&base);
@@ -384,27 +437,22 @@ crm_sync_walk(CrmSyncRun *run, bool *settled)
 	crm_sync_commit();
 	run->duplicates = 0;
 
-	for (pageno = 1;; pageno++)
+	for (pageno = 1; !done; pageno++)
 	{
 		char	   *path;
 		CrmHttpResponse resp;
 		CrmPage		page;
 		size_t		nrows;
-		TimestampTz page_max;
-		bool		last;
 
 		CHECK_FOR_INTERRUPTS();
-		crm_sync_begin("crm_fdw sync: storing a page");
+		if (batch->nbodies == 0)
+			crm_sync_begin("crm_fdw sync: storing pages");
 		path = psprintf("%s&page=%d", base.data, pageno);
 		crmHttpGet(run->conn, path, false, &resp, &run->http);
 		if (pageno == 1)
 			first_date = resp.server_date;
-		crm_sync_parse(&resp, path, &page);
-		nrows = json_array_size(page.rows);
-
-		page_max = nrows > 0 ? crm_sync_store(run, &resp) : 0;
-		if (page_max > max_seen)
-			max_seen = page_max;
+		nrows = crm_sync_parse(&resp, path, &page);
+		crm_sync_batch_add(batch, &resp, nrows);
 		run->fetched += nrows;
 		run->pages_done++;
 
@@ -414,15 +462,24 @@ crm_sync_walk(CrmSyncRun *run, bool *settled)
 			if (page.total < max_total)
 				shrank = true;
 			max_total = Max(max_total, page.total);
-			last = pageno >= page.last_page;
+			done = pageno >= page.last_page;
 		}
 		else
-			last = nrows < (size_t) run->conn->opts.page_size;
-		crm_sync_log_progress(run);
-		crm_sync_commit();
+			done = nrows < (size_t) run->conn->opts.page_size;
+		done = done || nrows == 0;
+		/* the server prepares the next page while this batch is stored */
+		if (!done)
+			crmHttpPrefetch(run->conn, psprintf("%s&page=%d", base.data, pageno + 1));
 
-		if (nrows == 0 || last)
-			break;
+		if (done || batch->nrows >= CRM_SYNC_BATCH_ROWS ||
+			batch->nbodies == CRM_SYNC_BATCH_ROWS)
+		{
+			TimestampTz stored_max = crm_sync_store(run, batch);
+
+			max_seen = Max(max_seen, stored_max);
+			crm_sync_log_progress(run);
+			crm_sync_commit();
+		}
 	}
 
 	*settled = !shrank && run->duplicates == 0;

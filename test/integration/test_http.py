@@ -147,3 +147,40 @@ def test_redirect_loop_ends_in_an_error():
         assert len(mock().log()) <= 25, "%d requests for one redirect loop" % len(mock().log())
     finally:
         conn.close()
+
+
+def test_read_ahead_is_dropped_with_its_scan():
+    """A paged scan sends the next page's request while the executor reads
+    the current page; a scan that stops early (a cursor closed after one
+    row) drops that request, and the next query reads the remote anew: the
+    answer sent ahead for the old scan never reaches it."""
+    conn = db().connect()
+    try:
+        mock().clear_log()
+        with conn.cursor() as cur:
+            cur.execute("BEGIN")
+            cur.execute("DECLARE c NO SCROLL CURSOR FOR SELECT id, status FROM remote.appointments")
+            cur.execute("FETCH 1 FROM c")
+            assert cur.fetchone() is not None
+            pages = [e["query"].get("page") for e in mock().log()]
+            assert pages == [["1"], ["2"]], "expected page 1 read and page 2 sent ahead, got %r" % pages
+            cur.execute("CLOSE c")
+            cur.execute("COMMIT")
+
+        # the rows of page 2 change after the old scan asked for them
+        status, body = mock().api_get("/appointments?per_page=100&page=2")
+        assert status == 200
+        page2 = [r["id"] for r in helpers.json.loads(body)["data"]]
+        assert page2, "the mock's listing has no second page"
+        mock().mutate(update=page2, fields={"status": "no_show", "admin_notes": "read-ahead check"})
+
+        mock().clear_log()
+        got = dict(query(conn, "SELECT id, status FROM remote.appointments"))
+        want = {r["id"]: r["status"] for r in mock().data()}
+        assert got == want, "%d rows differ from the remote" % sum(
+            1 for k in set(got) | set(want) if got.get(k) != want.get(k))
+        pages = [e["query"].get("page") for e in mock().log()]
+        assert pages[:2] == [["1"], ["2"]] and len(pages) == len(set(map(str, pages))), \
+            "each page of the new scan is requested once, from page 1: %r" % pages
+    finally:
+        conn.close()
