@@ -22,6 +22,7 @@ MB = 1024.0  # /proc figures are kB
 FULL = [
     ("raw_s", "limit: raw transfer of every page, one keep-alive connection"),
     ("copy_s", "limit: COPY into crm.appointments (indexes, triggers on)"),
+    ("store_s", "limit: crm_fdw's store alone (`crm._sync_pages` of the pages from a table)"),
     ("ref_full_s", "reference sync (guide's Example 1, Node.js, row by row)"),
     ("peer_full_s", "batched SQL peer (curl + psql, set-wise per page)"),
     ("fdw_full_s", "**crm_fdw full first sync** (`crm_sync_now`)"),
@@ -149,6 +150,7 @@ class Report:
         for key, label in [("ref_full_s", "crm_fdw ÷ reference sync"),
                            ("peer_full_s", "crm_fdw ÷ batched SQL peer"),
                            ("copy_s", "crm_fdw ÷ COPY limit"),
+                           ("store_s", "crm_fdw ÷ its store alone"),
                            ("raw_s", "crm_fdw ÷ raw-transfer limit")]:
             rows.append([label] + [fmt_ratio(ratio(fdw[n], rates(d[n], n, key))) for n in self.sizes])
         self.table(["ratio"] + [nlabel(n) for n in self.sizes], rows)
@@ -195,6 +197,11 @@ class Report:
             + [fmt_sum(rates(d[n], n, "fdw_count_s")) for n in self.sizes],
             ["crm_fdw ÷ limit"] + [fmt_ratio(ratio(rates(d[n], n, "fdw_count_s"), rates(d[n], n, "raw_s")))
                                    for n in self.sizes],
+            ["limit: jansson parse of every page, one core (bench/lib/jansson_limit.c)"]
+            + [fmt_sum(rates(d[n], n, "jansson_s")) for n in self.sizes],
+            ["crm_fdw ÷ jansson-parse limit"]
+            + [fmt_ratio(ratio(rates(d[n], n, "fdw_count_s"), rates(d[n], n, "jansson_s")))
+               for n in self.sizes],
             ["rows matching the filter"] + [fmt_sum(summary(runs(d[n], "filter_rows"))) for n in self.sizes],
             ["limit: raw transfer of the filtered listing"]
             + [fmt_sum(rates(d[n], n, "raw_filter_s", "filter_rows")) for n in self.sizes],
@@ -299,6 +306,14 @@ class Report:
         t.append((f"full sync ≥ 2× the batched SQL peer ({nlabel(n)})",
                   f"{fmt_ratio(r_peer)} ({fmt_num(fdw[0])} vs {fmt_num(rates(dn, n, 'peer_full_s')[0])} rows/s)",
                   r_peer is not None and r_peer >= 2))
+        if runs(dn, "store_s"):
+            store = rates(dn, n, "store_s")
+            for key, label, k in [("ref_full_s", "reference sync", 30), ("peer_full_s", "batched SQL peer", 2)]:
+                rs = ratio(store, rates(dn, n, key))
+                t.append((f"(bound) crm_fdw's store alone, without HTTP or JSON, ÷ the {label} ({nlabel(n)}): "
+                          f"the sync cannot exceed this",
+                          f"{fmt_ratio(rs)} ({fmt_num(store[0])} vs {fmt_num(rates(dn, n, key)[0])} rows/s)",
+                          rs is not None and rs >= k))
 
         changed = runs(dn, "changed")
         worst = max(r - (math.ceil(c / PAGE) + 2) for r, c in zip(runs(dn, "fdw_inc_req_log"), changed))
@@ -315,6 +330,12 @@ class Report:
         t.append((f"foreign scan count(*) ≥ 0.5× the raw transfer ({nlabel(n)})",
                   f"{fmt_ratio(rc)} ({fmt_num(rates(dn, n, 'fdw_count_s')[0])} vs "
                   f"{fmt_num(rates(dn, n, 'raw_s')[0])} rows/s)", rc is not None and rc >= 0.5))
+        if runs(dn, "jansson_s"):
+            rj = ratio(rates(dn, n, "jansson_s"), rates(dn, n, "raw_s"))
+            t.append((f"(bound) jansson parsing alone ÷ the raw transfer ({nlabel(n)}): "
+                      "no jansson-based scan can exceed this",
+                      f"{fmt_ratio(rj)} ({fmt_num(rates(dn, n, 'jansson_s')[0])} vs "
+                      f"{fmt_num(rates(dn, n, 'raw_s')[0])} rows/s)", rj is not None and rj >= 0.5))
 
         rate = self.data.get("rate", {})
         if rate:
@@ -377,6 +398,7 @@ def plot(data, path):
     d = data["size"]
     sizes = sorted(d)
     series = [("raw_s", "raw transfer (limit)"), ("copy_s", "COPY (limit)"),
+              ("store_s", "crm_fdw store alone (limit)"),
               ("ref_full_s", "reference sync"), ("peer_full_s", "batched SQL peer"),
               ("fdw_full_s", "crm_fdw full sync"), ("fdw_count_s", "crm_fdw count(*) scan")]
     fig, ax = plt.subplots(figsize=(10, 5.5))
