@@ -312,13 +312,27 @@ BEGIN
 END $$;
 
 -- Rows that arrive already linked (a pg_dump being restored) keep their
--- records, unless crm._store_rows drew the links itself.
+-- records, unless crm._store_rows drew the links itself.  Drawn ids come from
+-- the sequences; an id beyond a sequence's last value was not drawn (the
+-- setting is an ordinary one), and taking it would leave a later nextval to
+-- collide with it.
 CREATE FUNCTION crm._appointments_inserted() RETURNS trigger LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
   links_drawn boolean := coalesce(current_setting('crm.store_links_drawn', true), '') = 'on';
+  last_contact bigint;
+  last_lead bigint;
+  last_deal bigint;
 BEGIN
+  IF links_drawn THEN
+    last_contact := coalesce(pg_sequence_last_value('crm.contacts_id_seq'), 0);
+    last_lead := coalesce(pg_sequence_last_value('crm.leads_id_seq'), 0);
+    last_deal := coalesce(pg_sequence_last_value('crm.deals_id_seq'), 0);
+    links_drawn := NOT EXISTS (
+      SELECT 1 FROM new_rows
+       WHERE crm_contact_id > last_contact OR crm_lead_id > last_lead OR crm_deal_id > last_deal);
+  END IF;
   PERFORM crm.refresh_crm_records(ARRAY(
     SELECT id FROM new_rows
      WHERE links_drawn

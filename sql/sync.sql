@@ -243,6 +243,16 @@ SELECT count(*) AS leads, count(DISTINCT l.contact_id) AS contacts,
        (SELECT count(*) FROM crm.deals d JOIN crm.appointments a ON a.id = d.appointment_id AND a.server_name = 'by_hand') AS deals,
        (SELECT count(*) FROM crm.appointments WHERE server_name = 'by_hand' AND is_paid) AS paid
   FROM crm.leads l JOIN crm.appointments a ON a.id = l.appointment_id AND a.server_name = 'by_hand';
+-- the setting that tells the insert trigger the links were drawn cannot make
+-- it take ids the sequences never gave: such rows count as already linked
+BEGIN;
+SET LOCAL crm.store_links_drawn = on;
+INSERT INTO crm.appointments (server_name, external_id, client_email, status, is_paid, crm_contact_id, crm_lead_id, crm_deal_id)
+VALUES ('by_hand', 100000, 'forged@example.com', 'pending', true, 900000000001, 900000000001, 900000000001);
+SELECT (SELECT count(*) FROM crm.contacts WHERE id = 900000000001) AS forged_contacts,
+       (SELECT count(*) FROM crm.leads WHERE id = 900000000001) AS forged_leads,
+       (SELECT count(*) FROM crm.deals WHERE id = 900000000001) AS forged_deals;
+ROLLBACK;
 DELETE FROM crm.appointments WHERE server_name IN ('manual', 'by_hand');
 -- leave the mock as the next suite expects it
 SELECT mock.reset();
