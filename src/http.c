@@ -206,12 +206,7 @@ crmHttpGet(CrmConnInfo *conn, const char *path_and_query, bool allow_404,
 		crm_ahead_conn = NULL;
 	}
 	else
-	{
-		/* drop a request sent ahead, or left over by an ERROR */
 		crmHttpCancelPrefetch();
-		crm_http_detach();
-		crm_http_discard_body();
-	}
 
 	for (;;)
 	{
@@ -322,8 +317,6 @@ crmHttpPrefetch(CrmConnInfo *conn, const char *path_and_query)
 	if (conn->opts.url == NULL || conn->opts.url[0] == '\0')
 		return;
 	crm_http_init();
-	crm_http_detach();
-	crm_http_discard_body();
 	if (crm_http_rate_wait_until(conn, crm_http_now_ms()) > 0)
 		return;
 
@@ -344,18 +337,18 @@ crmHttpPrefetch(CrmConnInfo *conn, const char *path_and_query)
 
 /*
  * crmHttpCancelPrefetch
- *		Drop the request sent ahead, if any (its connection is closed).
+ *		Drop the request sent ahead, if any (its connection is closed), and
+ *		whatever an ERROR left of an earlier transfer.
  *
  * No palloc, no ereport: also called when a transaction aborts.
  */
 void
 crmHttpCancelPrefetch(void)
 {
-	if (crm_ahead_url == NULL)
-		return;
 	crm_http_detach();
 	crm_http_discard_body();
-	pfree(crm_ahead_url);
+	if (crm_ahead_url != NULL)
+		pfree(crm_ahead_url);
 	crm_ahead_url = NULL;
 	crm_ahead_conn = NULL;
 }

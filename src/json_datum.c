@@ -13,9 +13,9 @@
  * and the offending value; that text is built only when an error happens.
  *
  * In the server, jansson allocates in the current memory context (see
- * crmJsonUseMemoryContexts); elsewhere (the fuzzing harness) with malloc.
- * Either way a parsed document is released by a reset callback of the memory
- * context that was current when it was parsed, so an ERROR (which resets or
+ * crmJsonUseMemoryContexts), so a document goes with the context it was
+ * parsed in; elsewhere (the fuzzing harness) with malloc, and a reset
+ * callback of that context releases it.  Either way an ERROR (which resets or
  * deletes that context) leaks nothing.
  *
  *-------------------------------------------------------------------------
@@ -143,10 +143,13 @@ crm_json_pfree(void *ptr)
  * context (crmJsonParse ties it to the context it was parsed in, and values
  * made from it are made there too), so no chunk outlives its context.
  */
+static bool crm_json_in_contexts = false;
+
 void
 crmJsonUseMemoryContexts(void)
 {
 	json_set_alloc_funcs(crm_json_palloc, crm_json_pfree);
+	crm_json_in_contexts = true;
 }
 
 /* Memory context reset callback: release a jansson value. */
@@ -159,11 +162,15 @@ crm_json_free_callback(void *arg)
 /*
  * Make a reset of the current memory context release json.  cb is allocated
  * by the caller before json exists, so that no ERROR can come between the
- * creation of json and its registration (which would leak it).
+ * creation of json and its registration (which would leak it).  In the
+ * server json is in that context already: walking it to pfree every chunk
+ * just before the reset frees them all would be work for nothing.
  */
 static void
 crm_json_tie_to_context(json_t *json, MemoryContextCallback *cb)
 {
+	if (crm_json_in_contexts)
+		return;
 	cb->func = crm_json_free_callback;
 	cb->arg = json;
 	MemoryContextRegisterResetCallback(CurrentMemoryContext, cb);
@@ -171,8 +178,8 @@ crm_json_tie_to_context(json_t *json, MemoryContextCallback *cb)
 
 /*
  * A new one-element array holding elem, freed with the current memory
- * context.  The array holds a reference to elem, so elem outlives it even if
- * its own document is released first.
+ * context, which must be elem's (or a shorter-lived one): with malloc the
+ * array's reference keeps elem alive, with palloc elem's context does.
  */
 static json_t *
 crm_json_wrap(json_t *elem)
