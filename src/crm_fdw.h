@@ -26,6 +26,7 @@
 #include "nodes/parsenodes.h"
 #include "nodes/pathnodes.h"
 #include "nodes/pg_list.h"
+#include "utils/jsonb.h"
 #include "utils/relcache.h"
 #include "utils/timestamp.h"
 
@@ -119,6 +120,15 @@ extern void crmHttpGet(CrmConnInfo *conn, const char *path_and_query,
  */
 extern void crmHttpPrefetch(CrmConnInfo *conn, const char *path_and_query);
 extern void crmHttpCancelPrefetch(void);
+/*
+ * Hand the rate-limit window of conn's server between processes: the sends
+ * recorded after the first *seen (at most max, oldest first) and the hold;
+ * the importer appends them to its own window.
+ */
+extern int	crmHttpRateExport(CrmConnInfo *conn, int64 *seen, int64 *sent_ms,
+							  int max, int64 *hold_until_ms);
+extern void crmHttpRateImport(CrmConnInfo *conn, const int64 *sent_ms, int n,
+							  int64 hold_until_ms);
 /* Percent-encode a query-string value into buf. */
 extern void crmAppendUrlEncoded(StringInfo buf, const char *value);
 
@@ -272,6 +282,43 @@ extern char *crm_sync_database;
 extern char *crm_sync_role;
 extern int	crm_log_retention_min;
 extern int	crm_max_row_retries;
+
+extern bool crm_sync_fetcher;
+
+/* ---------- fetcher.c ---------- */
+
+/* One page of a walk over the listing, checked, its body as it came. */
+typedef struct CrmWalkPage
+{
+	int			pageno;
+	Jsonb	   *doc;			/* the whole response */
+	size_t		nrows;
+	bool		has_pagination;
+	int64		total;
+	int64		last_page;
+	TimestampTz server_date;	/* the API's clock, 0 if not sent */
+	bool		last;			/* no page follows */
+} CrmWalkPage;
+
+typedef struct CrmWalkReader CrmWalkReader;
+
+/*
+ * Read the pages of <base>&page=N (base already has a query string), in a
+ * fetcher background worker that runs ahead of the caller when use_fetcher
+ * and a worker slot is free, else in this process.  HTTP counters go to
+ * *stats.  crmWalkNext gives the next page; call it until one is last.
+ * crmWalkEnd stops the fetcher; call it after an error too.
+ */
+extern CrmWalkReader *crmWalkBegin(CrmConnInfo *conn, const char *base,
+								   bool use_fetcher, CrmHttpStats *stats);
+extern void crmWalkNext(CrmWalkReader *walk, CrmWalkPage *page);
+extern bool crmWalkHasFetcher(CrmWalkReader *walk);
+extern void crmWalkEnd(CrmWalkReader *walk);
+/* Check a response (GET path) for storing; its row count, and it as jsonb. */
+extern size_t crmSyncReadPage(CrmHttpResponse *resp, const char *path, CrmPage *page,
+							  Jsonb **doc);
+/* Background worker entry point of a fetcher. */
+extern PGDLLEXPORT void crm_fetcher_main(Datum arg);
 
 /* Run one sync of a server in this (background worker) process. */
 extern void crmRunSync(Oid serverid, CrmSyncMode mode, int64 request_id);

@@ -88,6 +88,7 @@ typedef struct CrmRateState
 	int			capacity;
 	int64	   *sent_ms;		/* monotonic ms, in TopMemoryContext */
 	int64		hold_until_ms;	/* after X-RateLimit-Remaining: 0; 0 = none */
+	int64		recorded;		/* sends ever recorded: numbers them for handoff */
 } CrmRateState;
 
 static bool crm_curl_initialized = false;
@@ -121,6 +122,7 @@ static void crm_http_rate_prune(CrmRateState *st, int64 now);
 static int64 crm_http_rate_wait_until(CrmConnInfo *conn, int64 now);
 static void crm_http_rate_limit_wait(CrmConnInfo *conn);
 static void crm_http_rate_record(CrmConnInfo *conn);
+static void crm_http_rate_append(CrmRateState *st, CrmConnInfo *conn, int64 sent_ms);
 static void crm_http_xact_callback(XactEvent event, void *arg);
 static void crm_http_rate_note_headers(CrmConnInfo *conn);
 static bool crm_http_header_int64(const char *name, int64 *value);
@@ -867,6 +869,7 @@ crm_http_rate_state(Oid serverid)
 		st->capacity = 0;
 		st->sent_ms = NULL;
 		st->hold_until_ms = 0;
+		st->recorded = 0;
 	}
 	return st;
 }
@@ -931,15 +934,23 @@ crm_http_rate_wait_until(CrmConnInfo *conn, int64 now)
 	return until > now ? until : 0;
 }
 
-/* Record a send, growing or recycling the ring as needed. */
+/* Record a send now. */
 static void
 crm_http_rate_record(CrmConnInfo *conn)
 {
 	CrmRateState *st = crm_http_rate_state(conn->serverid);
+
+	st->hold_until_ms = 0;
+	crm_http_rate_append(st, conn, crm_http_now_ms());
+}
+
+/* Append a send time, growing or recycling the ring as needed. */
+static void
+crm_http_rate_append(CrmRateState *st, CrmConnInfo *conn, int64 sent_ms)
+{
 	int			limit = Max(conn->opts.rate_limit_per_minute, 0);
 	int			maxcap;
 
-	st->hold_until_ms = 0;
 	maxcap = limit > 0 ? limit : CRM_RATE_RING_UNLIMITED;
 	if (st->count == st->capacity)
 	{
@@ -966,8 +977,45 @@ crm_http_rate_record(CrmConnInfo *conn)
 			st->count--;
 		}
 	}
-	st->sent_ms[(st->head + st->count) % st->capacity] = crm_http_now_ms();
+	st->sent_ms[(st->head + st->count) % st->capacity] = sent_ms;
 	st->count++;
+	st->recorded++;
+}
+
+/*
+ * crmHttpRateExport
+ *		The sends to conn's server recorded after the first *seen of them
+ *		(oldest first, at most max; the ring keeps the newest), and the hold.
+ *		Advances *seen.  With crmHttpRateImport, the sync process and its
+ *		fetcher share one rate-limit window (clock: CLOCK_MONOTONIC, the
+ *		same in every process of the machine).
+ */
+int
+crmHttpRateExport(CrmConnInfo *conn, int64 *seen, int64 *sent_ms, int max,
+				  int64 *hold_until_ms)
+{
+	CrmRateState *st = crm_http_rate_state(conn->serverid);
+	int			n = (int) Min(Min(st->recorded - *seen, (int64) st->count), (int64) max);
+	int			i;
+
+	for (i = 0; i < n; i++)
+		sent_ms[i] = st->sent_ms[(st->head + st->count - n + i) % st->capacity];
+	*seen = st->recorded;
+	*hold_until_ms = st->hold_until_ms;
+	return n;
+}
+
+/* Take sends (oldest first) and the hold another process exported. */
+void
+crmHttpRateImport(CrmConnInfo *conn, const int64 *sent_ms, int n,
+				  int64 hold_until_ms)
+{
+	CrmRateState *st = crm_http_rate_state(conn->serverid);
+	int			i;
+
+	for (i = 0; i < n; i++)
+		crm_http_rate_append(st, conn, sent_ms[i]);
+	st->hold_until_ms = hold_until_ms;
 }
 
 /*

@@ -76,6 +76,7 @@ typedef struct CrmSyncRun
 	int			pages_total;
 	CrmHttpStats http;
 	TimestampTz started;
+	CrmWalkReader *walk;		/* the walk in progress */
 } CrmSyncRun;
 
 /* Begin a transaction with SPI and a snapshot, as worker_spi does. */
@@ -229,27 +230,23 @@ crm_sync_log_progress(CrmSyncRun *run)
 }
 
 /*
- * Responses waiting to be stored: their bodies as text, as they came.
- * crm_sync_parse has checked the shape of each, and only its "data" (an
- * array, or the object of GET /appointments/{id}) is stored: re-encoding the
- * rows from the parsed document would cost more than parsing it did.
+ * Responses waiting to be stored, as jsonb.  crmSyncReadPage has checked the
+ * shape of each, and only its "data" (an array, or the object of GET
+ * /appointments/{id}) is stored: re-encoding the rows from the parsed
+ * document would cost more than parsing it did.
  */
 typedef struct CrmSyncBatch
 {
-	Datum		bodies[CRM_SYNC_BATCH_ROWS];
-	int			nbodies;
+	Datum		docs[CRM_SYNC_BATCH_ROWS];
+	int			ndocs;
 	int64		nrows;
 } CrmSyncBatch;
 
 static void
-crm_sync_batch_add(CrmSyncBatch *batch, CrmHttpResponse *resp, size_t nrows)
+crm_sync_batch_add(CrmSyncBatch *batch, Jsonb *doc, size_t nrows)
 {
-	const char *body = resp->body;
-	size_t		len = resp->body_len;
-
-	Assert(batch->nbodies < CRM_SYNC_BATCH_ROWS);
-	crmJsonSkipBom(&body, &len);
-	batch->bodies[batch->nbodies++] = PointerGetDatum(cstring_to_text_with_len(body, len));
+	Assert(batch->ndocs < CRM_SYNC_BATCH_ROWS);
+	batch->docs[batch->ndocs++] = JsonbPGetDatum(doc);
 	batch->nrows += nrows;
 }
 
@@ -260,28 +257,28 @@ crm_sync_batch_add(CrmSyncBatch *batch, CrmHttpResponse *resp, size_t nrows)
 static TimestampTz
 crm_sync_store(CrmSyncRun *run, CrmSyncBatch *batch)
 {
-	Oid			types[4] = {TEXTOID, INT8OID, TEXTARRAYOID, INT4OID};
+	Oid			types[4] = {TEXTOID, INT8OID, JSONBARRAYOID, INT4OID};
 	Datum		values[4];
 	bool		isnull;
 	Datum		d;
 
 	if (batch->nrows == 0)
 	{
-		batch->nbodies = 0;
+		batch->ndocs = 0;
 		return 0;
 	}
 	values[0] = CStringGetTextDatum(run->server);
 	values[1] = Int64GetDatum(run->log_id);
-	values[2] = PointerGetDatum(construct_array(batch->bodies, batch->nbodies, TEXTOID,
+	values[2] = PointerGetDatum(construct_array(batch->docs, batch->ndocs, JSONBOID,
 												-1, false, TYPALIGN_INT));
 	values[3] = Int32GetDatum(crm_max_row_retries);
 	crm_sync_exec("SELECT created, updated, unchanged, failed, max_updated, failed_without_id,"
 				  " duplicates FROM crm._sync_pages($1, $2, ARRAY("
 				  "  SELECT CASE jsonb_typeof(b->'data') WHEN 'object' THEN jsonb_build_array(b->'data')"
 				  "         ELSE b->'data' END"
-				  "    FROM unnest($3::jsonb[]) WITH ORDINALITY AS u(b, n) ORDER BY n), $4)",
+				  "    FROM unnest($3) WITH ORDINALITY AS u(b, n) ORDER BY n), $4)",
 				  4, types, values, NULL, SPI_OK_SELECT);
-	batch->nbodies = 0;
+	batch->ndocs = 0;
 	batch->nrows = 0;
 	run->created += crm_sync_int8(1);
 	run->updated += crm_sync_int8(2);
@@ -293,29 +290,6 @@ crm_sync_store(CrmSyncRun *run, CrmSyncBatch *batch)
 	return isnull ? 0 : DatumGetTimestampTz(d);
 }
 
-/*
- * Check the shape of a response and read its pagination; returns the number
- * of rows.  The parsed document is gone on return (page->rows with it): only
- * its counts are kept, and a batch of documents would hold many megabytes.
- */
-static size_t
-crm_sync_parse(CrmHttpResponse *resp, const char *path, CrmPage *page)
-{
-	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext,
-											  "crm_fdw sync page",
-											  ALLOCSET_DEFAULT_SIZES);
-	MemoryContext old = MemoryContextSwitchTo(cxt);
-	size_t		nrows;
-
-	crmParsePage(crmJsonParse(resp->body, resp->body_len, path),
-				 CRM_RESOURCE_APPOINTMENTS, path, page);
-	nrows = json_array_size(page->rows);
-	page->rows = NULL;
-	MemoryContextSwitchTo(old);
-	MemoryContextDelete(cxt);
-	return nrows;
-}
-
 /* GET one appointment by id and store it; 404 resolves a pending error. */
 static void
 crm_sync_fetch_one(CrmSyncRun *run, int64 id, bool mark_missing)
@@ -324,6 +298,8 @@ crm_sync_fetch_one(CrmSyncRun *run, int64 id, bool mark_missing)
 	CrmHttpResponse resp;
 	CrmPage		page;
 	CrmSyncBatch *batch;
+	Jsonb	   *doc;
+	size_t		nrows;
 
 	snprintf(path, sizeof(path), "/appointments/" INT64_FORMAT, id);
 	crmHttpGet(run->conn, path, true, &resp, &run->http);
@@ -349,7 +325,8 @@ crm_sync_fetch_one(CrmSyncRun *run, int64 id, bool mark_missing)
 	}
 	run->fetched++;
 	batch = palloc0(sizeof(CrmSyncBatch));
-	crm_sync_batch_add(batch, &resp, crm_sync_parse(&resp, path, &page));
+	nrows = crmSyncReadPage(&resp, path, &page, &doc);
+	crm_sync_batch_add(batch, doc, nrows);
 	(void) crm_sync_store(run, batch);
 }
 
@@ -422,8 +399,7 @@ crm_sync_walk(CrmSyncRun *run, bool *settled)
 	TimestampTz first_date = 0;
 	int64		max_total = -1;
 	bool		shrank = false;
-	bool		done = false;
-	int			pageno;
+	CrmWalkPage page;
 
 	initStringInfo(&base);
 	appendStringInfoString(&base, "/appointments");
@@ -437,42 +413,29 @@ crm_sync_walk(CrmSyncRun *run, bool *settled)
 	crm_sync_commit();
 	run->duplicates = 0;
 
-	for (pageno = 1; !done; pageno++)
+	/* crmRunSync ends it after an error */
+	run->walk = crmWalkBegin(run->conn, base.data, crm_sync_fetcher, &run->http);
+	do
 	{
-		char	   *path;
-		CrmHttpResponse resp;
-		CrmPage		page;
-		size_t		nrows;
-
-		CHECK_FOR_INTERRUPTS();
-		if (batch->nbodies == 0)
+		/* the page lives in the batch's transaction */
+		if (batch->ndocs == 0)
 			crm_sync_begin("crm_fdw sync: storing pages");
-		path = psprintf("%s&page=%d", base.data, pageno);
-		crmHttpGet(run->conn, path, false, &resp, &run->http);
-		if (pageno == 1)
-			first_date = resp.server_date;
-		nrows = crm_sync_parse(&resp, path, &page);
-		crm_sync_batch_add(batch, &resp, nrows);
-		run->fetched += nrows;
+		crmWalkNext(run->walk, &page);
+		if (page.pageno == 1)
+			first_date = page.server_date;
+		crm_sync_batch_add(batch, page.doc, page.nrows);
+		run->fetched += page.nrows;
 		run->pages_done++;
-
 		if (page.has_pagination)
 		{
 			run->pages_total = (int) Min(page.last_page, PG_INT32_MAX);
 			if (page.total < max_total)
 				shrank = true;
 			max_total = Max(max_total, page.total);
-			done = pageno >= page.last_page;
 		}
-		else
-			done = nrows < (size_t) run->conn->opts.page_size;
-		done = done || nrows == 0;
-		/* the server prepares the next page while this batch is stored */
-		if (!done)
-			crmHttpPrefetch(run->conn, psprintf("%s&page=%d", base.data, pageno + 1));
 
-		if (done || batch->nrows >= CRM_SYNC_BATCH_ROWS ||
-			batch->nbodies == CRM_SYNC_BATCH_ROWS)
+		if (page.last || batch->nrows >= CRM_SYNC_BATCH_ROWS ||
+			batch->ndocs == CRM_SYNC_BATCH_ROWS)
 		{
 			TimestampTz stored_max = crm_sync_store(run, batch);
 
@@ -480,7 +443,9 @@ crm_sync_walk(CrmSyncRun *run, bool *settled)
 			crm_sync_log_progress(run);
 			crm_sync_commit();
 		}
-	}
+	} while (!page.last);
+	crmWalkEnd(run->walk);
+	run->walk = NULL;
 
 	*settled = !shrank && run->duplicates == 0;
 	if (first_date != 0 && max_seen > first_date - USECS_PER_SEC)
@@ -706,6 +671,7 @@ crmRunSync(Oid serverid, CrmSyncMode mode, int64 request_id)
 		edata = CopyErrorData();
 		FlushErrorState();
 		AbortCurrentTransaction();
+		crmWalkEnd(run->walk);
 		/* the server log gets the error too, with its SQLSTATE */
 		ereport(LOG,
 				(errcode(edata->sqlerrcode),

@@ -60,7 +60,8 @@ typedef struct CrmSyncRequest
 	Oid			serverid;
 	CrmSyncMode mode;
 	int64		request_id;
-	int			max_row_retries;	/* the caller's setting, SET included */
+	int			max_row_retries;	/* the caller's settings, SET included */
+	bool		use_fetcher;
 } CrmSyncRequest;
 
 void
@@ -89,6 +90,11 @@ _PG_init(void)
 							"How many syncs retry a row that cannot be stored before it is dead-lettered.",
 							NULL, &crm_max_row_retries, 5, 1, 1000,
 							PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomBoolVariable("crm_fdw.sync_fetcher",
+							 "Whether a sync reads its pages in a second background worker, ahead of storing them.",
+							 "Without a free worker slot the sync reads them itself.",
+							 &crm_sync_fetcher, true,
+							 PGC_SUSET, 0, NULL, NULL, NULL);
 	MarkGUCPrefixReserved("crm_fdw");
 
 	crmJsonUseMemoryContexts();
@@ -119,6 +125,7 @@ crm_sync_worker_main(Datum main_arg)
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnectionByOid(req.dboid, req.roleoid, 0);
 	crm_max_row_retries = req.max_row_retries;
+	crm_sync_fetcher = req.use_fetcher;
 
 	crmRunSync(req.serverid, req.mode, req.request_id);
 	proc_exit(0);
@@ -150,6 +157,7 @@ crm_run_sync_worker(Oid serverid, CrmSyncMode mode, int64 request_id)
 	req.mode = mode;
 	req.request_id = request_id;
 	req.max_row_retries = crm_max_row_retries;
+	req.use_fetcher = crm_sync_fetcher;
 
 	memset(&worker, 0, sizeof(worker));
 	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
