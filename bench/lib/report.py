@@ -276,12 +276,14 @@ class Report:
                  "(bench/lib/memwatch.py): VmHWM is the kernel's peak resident size, which includes the "
                  "shared buffers the process touched; RssAnon is its private memory (largest sample). "
                  "Foreign scan: `SELECT count(*), max(length(a::text)) FROM remote.appointments a` "
-                 "(every column converted). Sync worker: `crm_sync_now` into empty tables.", "")
+                 "(every column converted). Sync worker and its fetcher (the worker that reads the pages "
+                 "ahead): `crm_sync_now` into empty tables.", "")
         header = ["process", "figure"] + [f"{m:,} rows" for m in sizes]
         if len(sizes) > 1:
             header.append(f"growth {sizes[0]:,} → {sizes[-1]:,}")
         rows = []
-        for proc, label in [("scan", "backend of the foreign scan"), ("sync", "sync worker (full sync)")]:
+        for proc, label in [("scan", "backend of the foreign scan"), ("sync", "sync worker (full sync)"),
+                            ("fetch", "its fetcher (full sync)")]:
             for fig, flabel in [("vmhwm_kb", "VmHWM"), ("anon_kb", "peak RssAnon")]:
                 vals = [runs(mem[m], f"{proc}_{fig}")[0] / MB for m in sizes]
                 r = [label, flabel] + [fmt_num(v) for v in vals]
@@ -362,7 +364,8 @@ class Report:
         mem = self.data.get("mem", {})
         if len(mem) > 1:
             lo, hi = (100000, 1000000) if 100000 in mem and 1000000 in mem else (min(mem), max(mem))
-            for proc, label in [("scan", "foreign scan backend"), ("sync", "sync worker")]:
+            for proc, label in [("scan", "foreign scan backend"), ("sync", "sync worker"),
+                                ("fetch", "sync's fetcher")]:
                 a = runs(mem[lo], f"{proc}_vmhwm_kb")[0] / MB
                 b = runs(mem[hi], f"{proc}_vmhwm_kb")[0] / MB
                 t.append((f"memory, {label}: peak RSS at {hi:,} rows within 64 MB of {lo:,}",
