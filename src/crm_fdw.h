@@ -312,7 +312,6 @@ typedef struct CrmWalkReader CrmWalkReader;
 extern CrmWalkReader *crmWalkBegin(CrmConnInfo *conn, const char *base,
 								   bool use_fetcher, CrmHttpStats *stats);
 extern void crmWalkNext(CrmWalkReader *walk, CrmWalkPage *page);
-extern bool crmWalkHasFetcher(CrmWalkReader *walk);
 extern void crmWalkEnd(CrmWalkReader *walk);
 /* Check a response (GET path) for storing; its row count, and it as jsonb. */
 extern size_t crmSyncReadPage(CrmHttpResponse *resp, const char *path, CrmPage *page,

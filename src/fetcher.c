@@ -270,12 +270,6 @@ crmWalkBegin(CrmConnInfo *conn, const char *base, bool use_fetcher,
 	return walk;
 }
 
-bool
-crmWalkHasFetcher(CrmWalkReader *walk)
-{
-	return walk->seg != NULL;
-}
-
 /* Raise, in the sync, the error that ended its fetcher. */
 static void
 crm_walk_rethrow(const char *p, const char *end, int sqlerrcode)
