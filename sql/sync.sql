@@ -61,8 +61,25 @@ CREATE VIEW last_sync AS
          records_missing AS missing, requests, error_message
     FROM crm.sync_log WHERE server_name = 'mockapi' ORDER BY id DESC LIMIT 1;
 
--- first sync: everything
+-- first sync: everything, each appointment written once (inserted with the
+-- ids of its contact, lead and deal, never updated to link them).  Counted in
+-- the table's statistics: the worker flushes them as it exits, which
+-- crm_sync_now waits for, and no vacuum or pruning takes them back as it can
+-- dead tuples.  xmin and xmax cannot tell: an update in the inserting
+-- transaction keeps xmin, and the foreign keys of leads and deals lock every
+-- row, so xmax is set either way.
+SELECT count(*) AS appointments_before FROM crm.appointments;
+SELECT n_tup_ins AS ins_before, n_tup_upd AS upd_before
+  FROM pg_stat_all_tables WHERE relid = 'crm.appointments'::regclass \gset
 SELECT status, records_fetched, records_created, requests FROM crm_sync_now('mockapi');
+SELECT n_tup_ins - :ins_before AS inserted, n_tup_upd - :upd_before AS updated
+  FROM pg_stat_all_tables WHERE relid = 'crm.appointments'::regclass;
+-- and the links written at insert are the records' ids
+SELECT count(*) AS wrongly_linked FROM crm.appointments a
+ WHERE (a.crm_contact_id, a.crm_lead_id, a.crm_deal_id) IS DISTINCT FROM
+       ((SELECT c.id FROM crm.contacts c WHERE lower(c.email) = lower(a.client_email)),
+        (SELECT l.id FROM crm.leads l WHERE l.appointment_id = a.id),
+        (SELECT d.id FROM crm.deals d WHERE d.appointment_id = a.id));
 SELECT sync_check();
 SELECT (SELECT count(*) FROM crm.contacts) = (SELECT count(DISTINCT lower(email)) FROM jsonb_to_recordset(mock.data()) r(email text)) AS one_contact_per_email;
 

@@ -292,8 +292,13 @@ crm_ec_member_is_id(PlannerInfo *root, RelOptInfo *rel, EquivalenceClass *ec,
 					EquivalenceMember *em, void *arg)
 {
 	CrmRelInfo *info = (CrmRelInfo *) arg;
-	Var		   *var = (Var *) em->em_expr;
+	Expr	   *expr = em->em_expr;
+	Var		   *var;
 
+	/* a column of a domain over bigint is there as a RelabelType */
+	while (IsA(expr, RelabelType))
+		expr = ((RelabelType *) expr)->arg;
+	var = (Var *) expr;
 	return IsA(var, Var) && var->varno == rel->relid && var->varlevelsup == 0 &&
 		var->varattno > 0 && var->varattno <= info->nfields &&
 		info->fields[var->varattno - 1] == CRM_FIELD_ID;

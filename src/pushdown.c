@@ -61,12 +61,18 @@ static const CrmEnumFilter crm_enum_filters[] = {
 #define CRM_NUM_ENUM_FILTERS lengthof(crm_enum_filters)
 
 /*
- * The API filter that a column of a table of resource stands for.
+ * The API filter that a column of a table of resource stands for.  A domain
+ * stands for what its base type does: its column is compared with the base
+ * type's operators (crm_strategy_op refuses others), and its constraints only
+ * restrict which values it holds.
  */
 CrmField
 crmColumnField(CrmResource resource, const char *json_path, Oid typid)
 {
-	bool		is_text = (typid == TEXTOID || typid == VARCHAROID);
+	bool		is_text;
+
+	typid = getBaseType(typid);
+	is_text = (typid == TEXTOID || typid == VARCHAROID);
 
 	if (resource == CRM_RESOURCE_STATS)
 	{
