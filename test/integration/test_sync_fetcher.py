@@ -9,8 +9,9 @@ counters it keeps reach crm.sync_log.
 
 import time
 
+import helpers
 import sync_helpers as sh
-from helpers import MockProcess, scalar, query, wait_until
+from helpers import MockProcess, execute, scalar, query, wait_until
 
 ROWS = 2000            # 20 pages of 100
 SLOW = 0.1
@@ -127,3 +128,38 @@ def test_terminating_the_sync_stops_its_fetcher():
         sh.sync_ok(conn, "kx")
         sh.assert_synced(conn, "kx", mp.mock, "after the terminate")
         conn.close()
+
+
+def _walk_then_retry_under_a_limit(db_name, client_limit, headers):
+    """A sync whose walk (3 pages, read by the fetcher) uses up a limit of 3
+    requests a minute, then retries a failed row by id (in the sync worker;
+    one the listing no longer shows, so a 404 resolves it): that fourth
+    request must wait for the window, not draw a 429."""
+    with MockProcess(rows=250, seed=14, rate_limit=3) as mp, sh.SyncDB(db_name) as db:
+        conn = db.connect()
+        mp.mock.config(rate_limit_headers=headers)
+        sh.add_server(conn, "rl", mp.url, rate_limit_per_minute=client_limit, max_retries=0)
+        execute(conn, "INSERT INTO crm.sync_errors (server_name, external_appointment_id, error_message)"
+                      " VALUES ('rl', 999999, 'planted by the test')")
+        mp.mock.clear_log()
+        t0 = time.monotonic()
+        done = sh.sync_ok(conn, "rl")
+        took = time.monotonic() - t0
+        statuses = [e["status"] for e in mp.mock.log()]
+        assert statuses == [200, 200, 200, 404], "requests: %r" % statuses
+        assert done["requests"] == 4, done
+        assert took >= 50, "the retry did not wait for the window (%.1fs)" % took
+        assert not scalar(conn, "SELECT count(*) FROM crm.sync_errors WHERE resolved_at IS NULL")
+        conn.close()
+
+
+def test_rate_window_is_shared_with_the_fetcher():
+    """The client-side limit (rate_limit_per_minute 3) counts the fetcher's
+    sends in the sync worker (the remote sends no rate headers); and the
+    hold from the remote's X-RateLimit-Remaining: 0 on the fetcher's last
+    page holds the sync worker (no client-side limit).  Two minutes: long
+    profile."""
+    if not helpers.long_tests_enabled():
+        raise helpers.Skip("takes two minutes; set CRM_TEST_LONG=1")
+    _walk_then_retry_under_a_limit("fetcherrl1", 3, False)
+    _walk_then_retry_under_a_limit("fetcherrl2", 0, True)
