@@ -289,7 +289,9 @@ BEGIN
          a.appointment_datetime
     FROM crm.appointments a
    WHERE a.id = ANY (appointment_ids)
-     AND (a.is_paid OR (SELECT x.id FROM crm.deals x WHERE x.appointment_id = a.id) IS NOT NULL)
+     -- with use_links the appointments are new: no deal of theirs exists
+     AND (a.is_paid OR (NOT use_links AND
+                        (SELECT x.id FROM crm.deals x WHERE x.appointment_id = a.id) IS NOT NULL))
   ON CONFLICT (appointment_id) DO UPDATE
      SET contact_id = EXCLUDED.contact_id, stage = EXCLUDED.stage, amount = EXCLUDED.amount,
          updated_at = now()
@@ -297,13 +299,21 @@ BEGIN
          IS DISTINCT FROM (EXCLUDED.contact_id, EXCLUDED.stage, EXCLUDED.amount);
 
   -- Link the records back to the appointment, where the links are not right
-  -- already.
+  -- already.  With use_links, the appointments are new: no lead or deal had
+  -- their appointment_id, so the inserts above took every drawn lead id, and
+  -- a drawn deal id where the appointment is paid (is_paid true; false or
+  -- NULL makes no deal, so the link must be NULL), or failed on the id.  Those
+  -- links are right without a probe.  The contact is not: another writer may
+  -- have added the email since it was drawn, and its contact kept its id.
   UPDATE crm.appointments a
      SET crm_contact_id = x.contact_id, crm_lead_id = x.lead_id, crm_deal_id = x.deal_id
     FROM (SELECT a1.id,
                  (SELECT c.id FROM crm.contacts c WHERE lower(c.email) = lower(a1.client_email)) AS contact_id,
-                 (SELECT l.id FROM crm.leads l WHERE l.appointment_id = a1.id) AS lead_id,
-                 (SELECT d.id FROM crm.deals d WHERE d.appointment_id = a1.id) AS deal_id
+                 CASE WHEN use_links AND a1.crm_lead_id IS NOT NULL THEN a1.crm_lead_id
+                      ELSE (SELECT l.id FROM crm.leads l WHERE l.appointment_id = a1.id) END AS lead_id,
+                 CASE WHEN use_links AND (a1.crm_deal_id IS NOT NULL) = coalesce(a1.is_paid, false)
+                      THEN a1.crm_deal_id
+                      ELSE (SELECT d.id FROM crm.deals d WHERE d.appointment_id = a1.id) END AS deal_id
             FROM crm.appointments a1
            WHERE a1.id = ANY (appointment_ids)) x
    WHERE a.id = ANY (appointment_ids) AND a.id = x.id
@@ -538,18 +548,28 @@ DECLARE
   elem jsonb;
   r record;
   stored bigint[] := '{}';
+  listed bigint[];
+  nrows integer;
+  new_ids integer;
   ext_id bigint;
   msg text;
   detail text;
   state text;
 BEGIN
   created := 0; updated := 0; failed := 0; failed_without_id := 0;
+  -- the rows, and the ids the listing showed, whether they can be stored or not
+  SELECT count(*),
+         coalesce(array_agg((e->>'id')::bigint)
+                    FILTER (WHERE jsonb_typeof(e->'id') = 'number' AND e->>'id' ~ '^[0-9]{1,18}$'), '{}')
+    INTO nrows, listed
+    FROM crm._page_rows(p_pages) e;
   BEGIN
     SELECT * INTO r FROM crm._store_rows(p_server, p_pages);
     created := r.created; updated := r.updated;
-    -- every updated_at parsed in the store, so this cannot fail here
-    SELECT max((e->>'updated_at')::timestamptz) INTO max_updated FROM crm._page_rows(p_pages) e;
-    stored := ARRAY(SELECT (e->>'id')::bigint FROM crm._page_rows(p_pages) e);
+    -- every id and updated_at parsed in the store, so this cannot fail here
+    SELECT max((e->>'updated_at')::timestamptz), array_agg((e->>'id')::bigint)
+      INTO max_updated, stored
+      FROM crm._page_rows(p_pages) e;
   EXCEPTION WHEN others THEN
     FOR elem IN SELECT e FROM crm._page_rows(p_pages) e LOOP
       BEGIN
@@ -578,7 +598,7 @@ BEGIN
       END;
     END LOOP;
   END;
-  unchanged := (SELECT count(*) FROM crm._page_rows(p_pages)) - created - updated - failed;
+  unchanged := nrows - created - updated - failed;
   UPDATE crm.sync_errors SET resolved_at = now(), updated_at = now()
    WHERE server_name = p_server AND resolved_at IS NULL
      AND external_appointment_id = ANY (stored);
@@ -586,13 +606,9 @@ BEGIN
   -- under the walk (see src/sync.c).
   duplicates := 0;
   IF to_regclass('pg_temp.crm_seen_ids') IS NOT NULL THEN
-    WITH ids AS (
-      SELECT (e->>'id')::bigint AS id FROM crm._page_rows(p_pages) e
-       WHERE jsonb_typeof(e->'id') = 'number' AND e->>'id' ~ '^[0-9]{1,18}$'
-    ), ins AS (
-      INSERT INTO crm_seen_ids SELECT id FROM ids ON CONFLICT DO NOTHING RETURNING 1
-    )
-    SELECT (SELECT count(*) FROM ids) - (SELECT count(*) FROM ins) INTO duplicates;
+    INSERT INTO crm_seen_ids SELECT unnest(listed) ON CONFLICT DO NOTHING;
+    GET DIAGNOSTICS new_ids = ROW_COUNT;
+    duplicates := cardinality(listed) - new_ids;
   END IF;
 END $$;
 
