@@ -105,6 +105,56 @@ struct CrmWalkReader
 bool		crm_sync_fetcher = true;
 
 /*
+ * Replace each NUL character in the strings of value (an appointment of GET
+ * path) by U+FFFD: PostgreSQL's text cannot hold it, and one such row would
+ * stop every sync at its page.  Returns whether any was replaced.
+ */
+static bool
+crm_sync_replace_nul(json_t *value)
+{
+	bool		replaced = false;
+
+	check_stack_depth();
+	if (json_is_string(value))
+	{
+		const char *str = json_string_value(value);
+		size_t		len = json_string_length(value);
+		StringInfoData buf;
+		size_t		i;
+
+		if (strlen(str) == len)
+			return false;
+		initStringInfo(&buf);
+		for (i = 0; i < len; i++)
+		{
+			if (str[i] == '\0')
+				appendBinaryStringInfo(&buf, "\xEF\xBF\xBD", 3);
+			else
+				appendStringInfoChar(&buf, str[i]);
+		}
+		json_string_setn(value, buf.data, buf.len);
+		return true;
+	}
+	if (json_is_object(value))
+	{
+		const char *key;
+		json_t	   *member;
+
+		json_object_foreach(value, key, member)
+			replaced |= crm_sync_replace_nul(member);
+	}
+	else if (json_is_array(value))
+	{
+		size_t		i;
+		json_t	   *elem;
+
+		json_array_foreach(value, i, elem)
+			replaced |= crm_sync_replace_nul(elem);
+	}
+	return replaced;
+}
+
+/*
  * Check the shape of a response (jansson: duplicate keys are refused) and
  * read its pagination; returns the number of rows and the body as jsonb,
  * the form in which crm._sync_pages takes it.  The parsed document is gone
@@ -120,17 +170,44 @@ crmSyncReadPage(CrmHttpResponse *resp, const char *path, CrmPage *page,
 	MemoryContext old = MemoryContextSwitchTo(cxt);
 	const char *body = resp->body;
 	size_t		len = resp->body_len;
+	json_t	   *root = crmJsonParse(body, len, path);
+	char	   *text = NULL;
 	size_t		nrows;
 
-	crmParsePage(crmJsonParse(body, len, path), CRM_RESOURCE_APPOINTMENTS, path, page);
+	crmParsePage(root, CRM_RESOURCE_APPOINTMENTS, path, page);
 	nrows = json_array_size(page->rows);
+	/* rare: only then is the page re-encoded from the parsed document */
+	if (memmem(body, len, "\\u0000", 6) != NULL)
+	{
+		size_t		i;
+		json_t	   *row;
+		bool		replaced = false;
+
+		json_array_foreach(page->rows, i, row)
+		{
+			if (crm_sync_replace_nul(row))
+			{
+				json_t	   *id = json_object_get(row, "id");
+
+				replaced = true;
+				ereport(WARNING,
+						(errcode(ERRCODE_UNTRANSLATABLE_CHARACTER),
+						 errmsg("appointment %s of GET %s holds the character U+0000; it is stored as U+FFFD",
+								json_is_integer(id) ? psprintf("%lld", (long long) json_integer_value(id)) : "without an id",
+								path),
+						 errdetail("PostgreSQL text cannot hold U+0000.")));
+			}
+		}
+		if (replaced)
+			text = json_dumps(root, JSON_COMPACT | JSON_ENCODE_ANY);
+	}
 	page->rows = NULL;
 	MemoryContextSwitchTo(old);
-	MemoryContextDelete(cxt);
 
 	/* the body is NUL-terminated, and jansson refused NUL bytes in it */
 	crmJsonSkipBom(&body, &len);
-	*doc = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(body)));
+	*doc = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text ? text : body)));
+	MemoryContextDelete(cxt);
 	return nrows;
 }
 

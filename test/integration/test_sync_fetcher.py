@@ -163,3 +163,32 @@ def test_rate_window_is_shared_with_the_fetcher():
         raise helpers.Skip("takes two minutes; set CRM_TEST_LONG=1")
     _walk_then_retry_under_a_limit("fetcherrl1", 3, False)
     _walk_then_retry_under_a_limit("fetcherrl2", 0, True)
+
+
+def test_nul_in_a_text_does_not_stop_the_sync():
+    """An appointment whose notes hold U+0000 (PostgreSQL text cannot): it is
+    stored with U+FFFD there and a WARNING naming it, and every other row is
+    exact; with and without the fetcher, and the next sync is not stuck."""
+    with MockProcess(rows=300, seed=15) as mp, sh.SyncDB("nulnotes") as db:
+        conn = db.connect()
+        mp.mock.mutate(update=[5], fields={"client_notes": "before\u0000after"})
+        data = mp.mock.data()
+        for row in data:
+            if row["id"] == 5:
+                assert row["client_notes"] == "before\u0000after", row["client_notes"]
+                row["client_notes"] = "before\ufffdafter"
+        for server, settings in (("na", {}), ("nb", NO_FETCHER)):
+            sh.add_server(conn, server, mp.url)
+            offset = helpers.log_size()
+            c = db.connect(**settings)
+            done = sh.sync_ok(c, server)
+            assert done["records_failed"] == 0, done
+            sh.sync_ok(c, server)
+            c.close()
+            notes = scalar(conn, "SELECT client_notes FROM crm.appointments"
+                                 " WHERE server_name = %s AND external_id = 5", (server,))
+            assert notes == "before\ufffdafter", repr(notes)
+            sh.assert_synced(conn, server, mp.mock, "with U+0000 in a text (%s)" % server, data=data)
+            log = helpers.read_log_since(offset)
+            assert "appointment 5 of GET /appointments" in log and "U+0000" in log, log[-2000:]
+        conn.close()
