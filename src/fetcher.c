@@ -72,7 +72,7 @@ typedef struct CrmFetchMsg
 	int64		hold_until_ms;
 	int			nsent;
 	/*
-	 * then int64 sent_ms[nsent], then the page as jsonb, or the error's
+	 * then int64 sent_ms[nsent], then the page's rows as jsonb, or the error's
 	 * message, detail, detail_log, hint and context (flag byte + string)
 	 */
 } CrmFetchMsg;
@@ -100,9 +100,6 @@ struct CrmWalkReader
 	shm_mq_handle *mqh;
 	BackgroundWorkerHandle *handle;
 };
-
-/* Set by crm_fdw.sync_fetcher (worker.c). */
-bool		crm_sync_fetcher = true;
 
 /*
  * Replace each NUL character in the strings of value (an appointment of GET
@@ -156,9 +153,11 @@ crm_sync_replace_nul(json_t *value)
 
 /*
  * Check the shape of a response (jansson: duplicate keys are refused) and
- * read its pagination; returns the number of rows and the body as jsonb,
- * the form in which crm._sync_pages takes it.  The parsed document is gone
- * on return (page->rows with it): a batch of them would hold many megabytes.
+ * read its pagination; returns the number of rows and, as jsonb, the array
+ * of them crm._sync_pages takes: "data", or the object of GET
+ * /appointments/{id} in an array, as crmParsePage reads it.  The parsed
+ * document is gone on return (page->rows with it): a batch of them would
+ * hold many megabytes.
  */
 size_t
 crmSyncReadPage(CrmHttpResponse *resp, const char *path, CrmPage *page,
@@ -173,6 +172,8 @@ crmSyncReadPage(CrmHttpResponse *resp, const char *path, CrmPage *page,
 	json_t	   *root = crmJsonParse(body, len, path);
 	char	   *text = NULL;
 	size_t		nrows;
+	Jsonb	   *whole;
+	JsonbValue	data;
 
 	crmParsePage(root, CRM_RESOURCE_APPOINTMENTS, path, page);
 	nrows = json_array_size(page->rows);
@@ -206,8 +207,22 @@ crmSyncReadPage(CrmHttpResponse *resp, const char *path, CrmPage *page,
 
 	/* the body is NUL-terminated, and jansson refused NUL bytes in it */
 	crmJsonSkipBom(&body, &len);
-	*doc = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text ? text : body)));
+	whole = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text ? text : body)));
 	MemoryContextDelete(cxt);
+	if (getKeyJsonValueFromContainer(&whole->root, "data", 4, &data) == NULL ||
+		data.type != jbvBinary)
+		elog(ERROR, "crm_fdw: \"data\" of GET %s changed between two parses", path);
+	if (JsonContainerIsObject(data.val.binary.data))
+	{
+		JsonbParseState *state = NULL;
+
+		pushJsonbValue(&state, WJB_BEGIN_ARRAY, NULL);
+		pushJsonbValue(&state, WJB_ELEM, &data);
+		*doc = JsonbValueToJsonb(pushJsonbValue(&state, WJB_END_ARRAY, NULL));
+	}
+	else
+		*doc = JsonbValueToJsonb(&data);
+	pfree(whole);
 	return nrows;
 }
 

@@ -230,10 +230,8 @@ crm_sync_log_progress(CrmSyncRun *run)
 }
 
 /*
- * Responses waiting to be stored, as jsonb.  crmSyncReadPage has checked the
- * shape of each, and only its "data" (an array, or the object of GET
- * /appointments/{id}) is stored: re-encoding the rows from the parsed
- * document would cost more than parsing it did.
+ * Responses waiting to be stored: the array of rows of each, as jsonb
+ * (crmSyncReadPage).
  */
 typedef struct CrmSyncBatch
 {
@@ -273,10 +271,7 @@ crm_sync_store(CrmSyncRun *run, CrmSyncBatch *batch)
 												-1, false, TYPALIGN_INT));
 	values[3] = Int32GetDatum(crm_max_row_retries);
 	crm_sync_exec("SELECT created, updated, unchanged, failed, max_updated, failed_without_id,"
-				  " duplicates FROM crm._sync_pages($1, $2, ARRAY("
-				  "  SELECT CASE jsonb_typeof(b->'data') WHEN 'object' THEN jsonb_build_array(b->'data')"
-				  "         ELSE b->'data' END"
-				  "    FROM unnest($3) WITH ORDINALITY AS u(b, n) ORDER BY n), $4)",
+				  " duplicates FROM crm._sync_pages($1, $2, $3, $4)",
 				  4, types, values, NULL, SPI_OK_SELECT);
 	batch->ndocs = 0;
 	batch->nrows = 0;

@@ -51,6 +51,7 @@ char	   *crm_sync_database = NULL;
 char	   *crm_sync_role = NULL;
 int			crm_log_retention_min = 30 * 24 * 60;
 int			crm_max_row_retries = 5;
+bool		crm_sync_fetcher = true;
 
 /* What a sync worker is asked to do, in bgw_extra. */
 typedef struct CrmSyncRequest
