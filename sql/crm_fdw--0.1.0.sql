@@ -526,6 +526,14 @@ BEGIN
     INTO created, updated FROM up;
 END $$;
 
+-- A row's id when the listing shows a usable one: a JSON number of up to 18
+-- digits.  Inlined where it is used (no SET clause for that reason; its
+-- operators are pg_catalog's, searched first).
+CREATE FUNCTION crm._listed_id(e jsonb) RETURNS bigint
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $$ SELECT CASE WHEN jsonb_typeof(e->'id') = 'number' AND e->>'id' ~ '^[0-9]{1,18}$'
+                  THEN (e->>'id')::bigint END $$;
+
 -- The rows of pages (JSON arrays), in order.
 CREATE FUNCTION crm._page_rows(p_pages jsonb[]) RETURNS SETOF jsonb
 LANGUAGE sql IMMUTABLE
@@ -557,20 +565,23 @@ DECLARE
   state text;
 BEGIN
   created := 0; updated := 0; failed := 0; failed_without_id := 0;
-  -- the rows, and the ids the listing showed, whether they can be stored or not
-  SELECT count(*),
-         coalesce(array_agg((e->>'id')::bigint)
-                    FILTER (WHERE jsonb_typeof(e->'id') = 'number' AND e->>'id' ~ '^[0-9]{1,18}$'), '{}')
-    INTO nrows, listed
-    FROM crm._page_rows(p_pages) e;
   BEGIN
+    -- One pass over the rows: their number, the ids the listing showed, and,
+    -- for a batch stored whole, its ids and newest update.  A row whose id or
+    -- updated_at does not parse fails the batch here as in the store.
+    SELECT count(*), coalesce(array_remove(array_agg(crm._listed_id(e)), NULL), '{}'),
+           max((e->>'updated_at')::timestamptz), array_agg((e->>'id')::bigint)
+      INTO nrows, listed, max_updated, stored
+      FROM crm._page_rows(p_pages) e;
     SELECT * INTO r FROM crm._store_rows(p_server, p_pages);
     created := r.created; updated := r.updated;
-    -- every id and updated_at parsed in the store, so this cannot fail here
-    SELECT max((e->>'updated_at')::timestamptz), array_agg((e->>'id')::bigint)
-      INTO max_updated, stored
-      FROM crm._page_rows(p_pages) e;
   EXCEPTION WHEN others THEN
+    -- the ids the listing showed, whether they can be stored or not
+    SELECT count(*), coalesce(array_remove(array_agg(crm._listed_id(e)), NULL), '{}')
+      INTO nrows, listed
+      FROM crm._page_rows(p_pages) e;
+    max_updated := NULL;
+    stored := '{}';
     FOR elem IN SELECT e FROM crm._page_rows(p_pages) e LOOP
       BEGIN
         SELECT * INTO r FROM crm._store_rows(p_server, ARRAY[jsonb_build_array(elem)]);
@@ -581,8 +592,7 @@ BEGIN
       EXCEPTION WHEN others THEN
         GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, detail = PG_EXCEPTION_DETAIL, state = RETURNED_SQLSTATE;
         failed := failed + 1;
-        ext_id := CASE WHEN jsonb_typeof(elem->'id') = 'number' AND elem->>'id' ~ '^[0-9]{1,18}$'
-                       THEN (elem->>'id')::bigint END;
+        ext_id := crm._listed_id(elem);
         IF ext_id IS NULL THEN
           failed_without_id := failed_without_id + 1;
         END IF;
