@@ -107,8 +107,16 @@ SELECT jsonb_array_length(mock.mutate('{"insert": 3}')->'inserted') AS inserted;
 SELECT status, records_created, records_updated, requests <= 3 AS within_ceil_changed_plus_2 FROM crm_sync_now('mockapi');
 SELECT sync_check();
 
--- crm_sync_now() without a server syncs every enabled one
+-- crm_sync_now() without a server syncs every enabled one, in name order
+-- (a second server, whose token the API refuses: it fails at once)
+\getenv mock_url CRM_MOCK_URL
+CREATE SERVER mockapi_refused FOREIGN DATA WRAPPER crm_fdw
+  OPTIONS (url :'mock_url', rate_limit_per_minute '0', retry_base_ms '10', timeout_ms '5000');
+CREATE USER MAPPING FOR CURRENT_USER SERVER mockapi_refused OPTIONS (token '1|not-the-token');
 SELECT server_name, status FROM crm_sync_now();
+DROP SERVER mockapi_refused CASCADE;
+DELETE FROM crm.sync_log WHERE server_name = 'mockapi_refused';
+DELETE FROM crm.sync_state WHERE server_name = 'mockapi_refused';
 SELECT crm_sync_enable('mockapi', false);
 SELECT count(*) AS runs_when_disabled FROM crm_sync_now();
 SELECT crm_sync_enable('mockapi');

@@ -18,6 +18,7 @@
 #include "crm_fdw.h"
 
 #include "access/xact.h"
+#include "access/xlog.h"
 #include "catalog/pg_foreign_data_wrapper.h"
 #include "catalog/pg_foreign_server.h"
 #include "catalog/pg_type.h"
@@ -152,6 +153,12 @@ crm_run_sync_worker(Oid serverid, CrmSyncMode mode, int64 request_id)
 	CrmSyncRequest req;
 	pid_t		pid;
 
+	/* the worker would wait for the end of recovery, and write then */
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot run a crm_fdw sync during recovery"),
+				 errhint("Run crm_sync_now() or crm_sync_full() on the primary.")));
 	req.dboid = MyDatabaseId;
 	req.roleoid = GetUserId();
 	req.serverid = serverid;
@@ -176,13 +183,13 @@ crm_run_sync_worker(Oid serverid, CrmSyncMode mode, int64 request_id)
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 				 errmsg("could not start a crm_fdw sync worker"),
 				 errhint("Raise max_worker_processes, or wait for other background workers to finish.")));
-	if (WaitForBackgroundWorkerStartup(handle, &pid) == BGWH_POSTMASTER_DIED)
-		ereport(FATAL,
-				(errcode(ERRCODE_ADMIN_SHUTDOWN),
-				 errmsg("postmaster exited while starting a crm_fdw sync worker")));
 	/* also on FATAL (pg_terminate_backend), which PG_CATCH never sees */
 	PG_ENSURE_ERROR_CLEANUP(crm_stop_sync_worker, PointerGetDatum(handle));
 	{
+		if (WaitForBackgroundWorkerStartup(handle, &pid) == BGWH_POSTMASTER_DIED)
+			ereport(FATAL,
+					(errcode(ERRCODE_ADMIN_SHUTDOWN),
+					 errmsg("postmaster exited while starting a crm_fdw sync worker")));
 		(void) WaitForBackgroundWorkerShutdown(handle);
 	}
 	PG_END_ENSURE_ERROR_CLEANUP(crm_stop_sync_worker, PointerGetDatum(handle));
@@ -197,11 +204,14 @@ crm_new_request_id(void)
 
 /*
  * Servers to sync: the named one, or every crm_fdw server not disabled in
- * crm.sync_state.
+ * crm.sync_state.  The list is made in the caller's memory context: SPI's
+ * goes with SPI_finish.
  */
 static List *
 crm_servers_to_sync(Name server)
 {
+	MemoryContext callercxt = CurrentMemoryContext;
+	MemoryContext spicxt;
 	List	   *result = NIL;
 	uint64		i;
 
@@ -219,6 +229,7 @@ crm_servers_to_sync(Name server)
 					" WHERE w.fdwname = 'crm_fdw' AND coalesce(st.enabled, true)"
 					" ORDER BY s.srvname", true, 0) != SPI_OK_SELECT)
 		elog(ERROR, "could not list crm_fdw servers");
+	spicxt = MemoryContextSwitchTo(callercxt);
 	for (i = 0; i < SPI_processed; i++)
 	{
 		bool		isnull;
@@ -227,6 +238,7 @@ crm_servers_to_sync(Name server)
 							 DatumGetObjectId(SPI_getbinval(SPI_tuptable->vals[i],
 															SPI_tuptable->tupdesc, 1, &isnull)));
 	}
+	MemoryContextSwitchTo(spicxt);
 	SPI_finish();
 	return result;
 }
@@ -328,8 +340,16 @@ crm_scheduler_extension_present(void)
 static void
 crm_scheduler_round(void)
 {
+	static MemoryContext roundcxt = NULL;
+	MemoryContext oldcxt;
 	List	   *servers;
 	ListCell   *lc;
+
+	/* the server list outlives the transaction that reads it */
+	if (roundcxt == NULL)
+		roundcxt = AllocSetContextCreate(TopMemoryContext, "crm_fdw scheduler round",
+										 ALLOCSET_SMALL_SIZES);
+	MemoryContextReset(roundcxt);
 
 	if (!crm_scheduler_extension_present())
 	{
@@ -341,7 +361,9 @@ crm_scheduler_round(void)
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, "crm_fdw scheduler: listing servers");
+	oldcxt = MemoryContextSwitchTo(roundcxt);
 	servers = crm_servers_to_sync(NULL);
+	MemoryContextSwitchTo(oldcxt);
 	PopActiveSnapshot();
 	CommitTransactionCommand();
 
