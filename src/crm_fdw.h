@@ -11,6 +11,9 @@
  *	http.c		libcurl: keep-alive handle, retries, backoff, rate limit, cancel
  *	json_datum.c	JSON (and CSV export) values to Datums, response parsing
  *	import.c	IMPORT FOREIGN SCHEMA
+ *	sync.c		the sync engine: walks, batches, cursor, reconcile
+ *	fetcher.c	reading a sync's pages, in a fetcher worker running ahead
+ *	worker.c	sync workers, the scheduler, settings, crm_sync_now()
  *
  *-------------------------------------------------------------------------
  */
@@ -125,6 +128,7 @@ extern void crmHttpCancelPrefetch(void);
  * recorded after the first *seen (at most max, oldest first) and the hold;
  * the importer appends them to its own window.
  */
+extern int	crmHttpRateCapacity(const CrmConnInfo *conn);
 extern int	crmHttpRateExport(CrmConnInfo *conn, int64 *seen, int64 *sent_ms,
 							  int max, int64 *hold_until_ms);
 extern void crmHttpRateImport(CrmConnInfo *conn, const int64 *sent_ms, int n,
@@ -287,11 +291,11 @@ extern bool crm_sync_fetcher;
 
 /* ---------- fetcher.c ---------- */
 
-/* One page of a walk over the listing, checked, its body as it came. */
+/* One page of a walk over the listing, checked, its rows as jsonb. */
 typedef struct CrmWalkPage
 {
 	int			pageno;
-	Jsonb	   *doc;			/* the whole response */
+	Jsonb	   *doc;			/* the array of its rows */
 	size_t		nrows;
 	bool		has_pagination;
 	int64		total;
@@ -307,13 +311,14 @@ typedef struct CrmWalkReader CrmWalkReader;
  * fetcher background worker that runs ahead of the caller when use_fetcher
  * and a worker slot is free, else in this process.  HTTP counters go to
  * *stats.  crmWalkNext gives the next page; call it until one is last.
- * crmWalkEnd stops the fetcher; call it after an error too.
+ * crmWalkEnd stops the fetcher and frees the walk; call it after an error
+ * too.
  */
 extern CrmWalkReader *crmWalkBegin(CrmConnInfo *conn, const char *base,
 								   bool use_fetcher, CrmHttpStats *stats);
 extern void crmWalkNext(CrmWalkReader *walk, CrmWalkPage *page);
 extern void crmWalkEnd(CrmWalkReader *walk);
-/* Check a response (GET path) for storing; its row count, and it as jsonb. */
+/* Check a response (GET path) for storing; its row count, its rows as a jsonb array. */
 extern size_t crmSyncReadPage(CrmHttpResponse *resp, const char *path, CrmPage *page,
 							  Jsonb **doc);
 /* Background worker entry point of a fetcher. */

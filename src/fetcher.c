@@ -34,10 +34,9 @@
 #define CRM_FETCH_MAGIC			0x43524D46
 #define CRM_FETCH_KEY_HEADER	1
 #define CRM_FETCH_KEY_QUEUE		2
+#define CRM_FETCH_KEY_SENDS		3
 /* Pages the fetcher may run ahead: about a dozen of 100 rows. */
 #define CRM_FETCH_QUEUE_SIZE	(2 * 1024 * 1024)
-/* Send times handed over at most: the rate-limit ring's largest size. */
-#define CRM_FETCH_MAX_SENDS		1024
 
 /* What the sync tells its fetcher, in the DSM segment. */
 typedef struct CrmFetchHeader
@@ -47,8 +46,7 @@ typedef struct CrmFetchHeader
 	Oid			serverid;
 	CrmServerOptions opts;		/* its strings are in strings[], not here */
 	int64		hold_until_ms;
-	int			nsent;
-	int64		sent_ms[CRM_FETCH_MAX_SENDS];
+	int			nsent;			/* in the KEY_SENDS chunk, oldest first */
 	/* servername, url, token, ca_file ("" = none), base: NUL-terminated */
 	char		strings[FLEXIBLE_ARRAY_MEMBER];
 } CrmFetchHeader;
@@ -86,6 +84,8 @@ typedef struct CrmFetcher
 	CrmHttpStats reported;
 	int64		seen;			/* rate-limit sends reported */
 	int64	   *sent_ms;
+	int			max_sent;		/* crmHttpRateCapacity */
+	bool		sending;		/* a message is part-sent */
 } CrmFetcher;
 
 struct CrmWalkReader
@@ -199,8 +199,17 @@ crmSyncReadPage(CrmHttpResponse *resp, const char *path, CrmPage *page,
 						 errdetail("PostgreSQL text cannot hold U+0000.")));
 			}
 		}
+		/* the envelope too (a field the contract lets the API add), silently */
+		if (crm_sync_replace_nul(root))
+			replaced = true;
 		if (replaced)
+		{
 			text = json_dumps(root, JSON_COMPACT | JSON_ENCODE_ANY);
+			if (text == NULL)
+				ereport(ERROR,
+						(errcode(ERRCODE_OUT_OF_MEMORY),
+						 errmsg("out of memory re-encoding the response of GET %s", path)));
+		}
 	}
 	page->rows = NULL;
 	MemoryContextSwitchTo(old);
@@ -277,6 +286,8 @@ crm_walk_start_fetcher(CrmWalkReader *walk)
 	BackgroundWorker worker;
 	BackgroundWorkerHandle *handle;
 	int64		seen = 0;
+	int			max_sent = crmHttpRateCapacity(conn);
+	int64	   *sent_ms;
 	MemoryContext oldcxt;
 	bool		registered;
 	char	   *p;
@@ -294,7 +305,8 @@ crm_walk_start_fetcher(CrmWalkReader *walk)
 	shm_toc_initialize_estimator(&e);
 	shm_toc_estimate_chunk(&e, header_size);
 	shm_toc_estimate_chunk(&e, CRM_FETCH_QUEUE_SIZE);
-	shm_toc_estimate_keys(&e, 2);
+	shm_toc_estimate_chunk(&e, sizeof(int64) * max_sent);
+	shm_toc_estimate_keys(&e, 3);
 	seg = dsm_create(shm_toc_estimate(&e), DSM_CREATE_NULL_IF_MAXSEGMENTS);
 	if (seg == NULL)
 		return;
@@ -307,8 +319,9 @@ crm_walk_start_fetcher(CrmWalkReader *walk)
 	hdr->userid = GetUserId();
 	hdr->serverid = conn->serverid;
 	hdr->opts = conn->opts;
-	hdr->nsent = crmHttpRateExport(conn, &seen, hdr->sent_ms, CRM_FETCH_MAX_SENDS,
-								   &hdr->hold_until_ms);
+	sent_ms = shm_toc_allocate(toc, sizeof(int64) * max_sent);
+	hdr->nsent = crmHttpRateExport(conn, &seen, sent_ms, max_sent, &hdr->hold_until_ms);
+	shm_toc_insert(toc, CRM_FETCH_KEY_SENDS, sent_ms);
 	p = hdr->strings;
 	for (i = 0; i < lengthof(strs); i++)
 	{
@@ -416,7 +429,8 @@ crmWalkNext(CrmWalkReader *walk, CrmWalkPage *page)
 				(errcode(ERRCODE_FDW_ERROR),
 				 errmsg("the crm_fdw fetcher of server \"%s\" stopped before the last page",
 						walk->conn->servername),
-				 errdetail("It read pages up to page %d of %s.", walk->pageno, walk->base)));
+				 errdetail("It read pages up to page %d of %s.", walk->pageno, walk->base),
+				 errhint("The server log says why, if the fetcher was stopped or could not start.")));
 	Assert(nbytes >= sizeof(msg));
 	memcpy(&msg, data, sizeof(msg));
 	sent_ms = palloc(sizeof(int64) * Max(msg.nsent, 1));
@@ -458,11 +472,13 @@ crmWalkEnd(CrmWalkReader *walk)
 		if (walk->done)
 			cancel_on_dsm_detach(walk->seg, crm_walk_on_detach,
 								 PointerGetDatum(walk->handle));
+		/* before the segment goes: it frees the handle and its buffer */
+		shm_mq_detach(walk->mqh);
 		dsm_detach(walk->seg);
 		pfree(walk->handle);
 	}
-	walk->seg = NULL;
-	walk->done = true;
+	pfree(walk->base);
+	pfree(walk);
 }
 
 /* ---------- the fetcher worker ---------- */
@@ -480,6 +496,7 @@ static shm_mq_result
 crm_fetcher_send(CrmFetcher *f, CrmFetchMsg *msg, const char *payload, Size len)
 {
 	shm_mq_iovec iov[3];
+	shm_mq_result res;
 
 	msg->stats.requests = f->stats.requests - f->reported.requests;
 	msg->stats.retries = f->stats.retries - f->reported.retries;
@@ -487,7 +504,7 @@ crm_fetcher_send(CrmFetcher *f, CrmFetchMsg *msg, const char *payload, Size len)
 	msg->stats.bytes = f->stats.bytes - f->reported.bytes;
 	msg->stats.rate_limited = f->stats.rate_limited - f->reported.rate_limited;
 	f->reported = f->stats;
-	msg->nsent = crmHttpRateExport(f->conn, &f->seen, f->sent_ms, CRM_FETCH_MAX_SENDS,
+	msg->nsent = crmHttpRateExport(f->conn, &f->seen, f->sent_ms, f->max_sent,
 								   &msg->hold_until_ms);
 	iov[0].data = (char *) msg;
 	iov[0].len = sizeof(CrmFetchMsg);
@@ -495,7 +512,31 @@ crm_fetcher_send(CrmFetcher *f, CrmFetchMsg *msg, const char *payload, Size len)
 	iov[1].len = sizeof(int64) * msg->nsent;
 	iov[2].data = payload;
 	iov[2].len = len;
-	return shm_mq_sendv(f->mqh, iov, 3, false, true);
+	f->sending = true;
+	res = shm_mq_sendv(f->mqh, iov, 3, false, true);
+	f->sending = false;
+	return res;
+}
+
+/* Send the error being handled to the sync, which raises it as its own. */
+static void
+crm_fetcher_send_error(CrmFetcher *f)
+{
+	ErrorData  *edata = CopyErrorData();
+	StringInfoData buf;
+	CrmFetchMsg msg;
+
+	FlushErrorState();
+	initStringInfo(&buf);
+	crm_fetcher_append_field(&buf, edata->message);
+	crm_fetcher_append_field(&buf, edata->detail);
+	crm_fetcher_append_field(&buf, edata->detail_log);
+	crm_fetcher_append_field(&buf, edata->hint);
+	crm_fetcher_append_field(&buf, edata->context);
+	memset(&msg, 0, sizeof(msg));
+	msg.kind = 'E';
+	msg.sqlerrcode = edata->sqlerrcode;
+	(void) crm_fetcher_send(f, &msg, buf.data, buf.len);
 }
 
 /*
@@ -543,25 +584,21 @@ crm_fetcher_run(CrmFetcher *f, const char *base)
 	}
 	PG_CATCH();
 	{
-		ErrorData  *edata;
-		StringInfoData buf;
-		CrmFetchMsg msg;
-
 		MemoryContextSwitchTo(TopMemoryContext);
-		edata = CopyErrorData();
-		FlushErrorState();
 		crmHttpCancelPrefetch();
-
-		initStringInfo(&buf);
-		crm_fetcher_append_field(&buf, edata->message);
-		crm_fetcher_append_field(&buf, edata->detail);
-		crm_fetcher_append_field(&buf, edata->detail_log);
-		crm_fetcher_append_field(&buf, edata->hint);
-		crm_fetcher_append_field(&buf, edata->context);
-		memset(&msg, 0, sizeof(msg));
-		msg.kind = 'E';
-		msg.sqlerrcode = edata->sqlerrcode;
-		(void) crm_fetcher_send(f, &msg, buf.data, buf.len);
+		if (f->sending)
+		{
+			/*
+			 * Raised inside shm_mq_sendv (the fetcher was cancelled while the
+			 * queue was full): the queue is mid-message and nothing else may
+			 * follow.  The sync reports that its fetcher stopped; the log
+			 * says why.
+			 */
+			EmitErrorReport();
+			FlushErrorState();
+		}
+		else
+			crm_fetcher_send_error(f);
 	}
 	PG_END_TRY();
 	crmHttpCancelPrefetch();
@@ -610,8 +647,10 @@ crm_fetcher_main(Datum arg)
 	conn->opts.ca_file = *p ? pstrdup(p) : NULL;
 	p += strlen(p) + 1;
 	f.conn = conn;
-	f.sent_ms = palloc(sizeof(int64) * CRM_FETCH_MAX_SENDS);
-	crmHttpRateImport(conn, hdr->sent_ms, hdr->nsent, hdr->hold_until_ms);
+	f.max_sent = crmHttpRateCapacity(conn);
+	f.sent_ms = palloc(sizeof(int64) * f.max_sent);
+	crmHttpRateImport(conn, shm_toc_lookup(toc, CRM_FETCH_KEY_SENDS, false), hdr->nsent,
+					  hdr->hold_until_ms);
 	/* hand back only our own sends: the sync has those it handed us */
 	(void) crmHttpRateExport(conn, &f.seen, f.sent_ms, 0, &hold_until_ms);
 

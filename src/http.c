@@ -948,10 +948,8 @@ crm_http_rate_record(CrmConnInfo *conn)
 static void
 crm_http_rate_append(CrmRateState *st, CrmConnInfo *conn, int64 sent_ms)
 {
-	int			limit = Max(conn->opts.rate_limit_per_minute, 0);
-	int			maxcap;
+	int			maxcap = crmHttpRateCapacity(conn);
 
-	maxcap = limit > 0 ? limit : CRM_RATE_RING_UNLIMITED;
 	if (st->count == st->capacity)
 	{
 		if (st->capacity < maxcap)
@@ -972,7 +970,7 @@ crm_http_rate_append(CrmRateState *st, CrmConnInfo *conn, int64 sent_ms)
 		}
 		else
 		{
-			/* no limit to enforce: drop the oldest send time */
+			/* the oldest send time is out of every window the ring enforces */
 			st->head = (st->head + 1) % st->capacity;
 			st->count--;
 		}
@@ -980,6 +978,17 @@ crm_http_rate_append(CrmRateState *st, CrmConnInfo *conn, int64 sent_ms)
 	st->sent_ms[(st->head + st->count) % st->capacity] = sent_ms;
 	st->count++;
 	st->recorded++;
+}
+
+/*
+ * The most send times kept for conn's server: its limit per minute (all a
+ * window can hold), or CRM_RATE_RING_UNLIMITED without a limit.
+ */
+int
+crmHttpRateCapacity(const CrmConnInfo *conn)
+{
+	return conn->opts.rate_limit_per_minute > 0 ? conn->opts.rate_limit_per_minute
+		: CRM_RATE_RING_UNLIMITED;
 }
 
 /*

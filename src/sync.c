@@ -4,7 +4,7 @@
  *		  The sync engine: an incremental (or full) copy of one server's
  *		  appointments into crm.appointments, run inside a background worker.
  *
- * Correctness rests on three rules, each a reply to something the API does
+ * Correctness rests on four rules, each a reply to something the API does
  * not promise (see shared/api/CONTRACT.md):
  *	- The cursor is a remote updated_at, never our clock, and requests ask
  *	  for updated_after = cursor - 1 s, so a strict or inclusive remote, and
@@ -75,7 +75,6 @@ typedef struct CrmSyncRun
 	int			pages_done;
 	int			pages_total;
 	CrmHttpStats http;
-	TimestampTz started;
 	CrmWalkReader *walk;		/* the walk in progress */
 } CrmSyncRun;
 
@@ -441,6 +440,8 @@ crm_sync_walk(CrmSyncRun *run, bool *settled)
 	} while (!page.last);
 	crmWalkEnd(run->walk);
 	run->walk = NULL;
+	pfree(batch);
+	pfree(base.data);
 
 	*settled = !shrank && run->duplicates == 0;
 	if (first_date != 0 && max_seen > first_date - USECS_PER_SEC)
@@ -622,7 +623,6 @@ crmRunSync(Oid serverid, CrmSyncMode mode, int64 request_id)
 
 	run->serverid = serverid;
 	run->mode = mode;
-	run->started = GetCurrentTimestamp();
 
 	if (!crm_sync_start(run, request_id))
 		return;
@@ -667,6 +667,7 @@ crmRunSync(Oid serverid, CrmSyncMode mode, int64 request_id)
 		FlushErrorState();
 		AbortCurrentTransaction();
 		crmWalkEnd(run->walk);
+		run->walk = NULL;
 		/* the server log gets the error too, with its SQLSTATE */
 		ereport(LOG,
 				(errcode(edata->sqlerrcode),

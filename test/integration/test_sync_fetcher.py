@@ -192,3 +192,21 @@ def test_nul_in_a_text_does_not_stop_the_sync():
             log = helpers.read_log_since(offset)
             assert "appointment 5 of GET /appointments" in log and "U+0000" in log, log[-2000:]
         conn.close()
+
+
+def test_nul_in_the_envelope_does_not_stop_the_sync():
+    """U+0000 in a field of the envelope the contract lets the API add (not in
+    a row): the pages are stored as they are, with and without the fetcher
+    (the conversion to jsonb failed on every page before)."""
+    with MockProcess(rows=300, seed=16) as mp, sh.SyncDB("nulenvelope") as db:
+        conn = db.connect()
+        mp.mock.config(envelope_notice="maintenance\u0000tonight")
+        for server, settings in (("ea", {}), ("eb", NO_FETCHER)):
+            sh.add_server(conn, server, mp.url)
+            c = db.connect(**settings)
+            done = sh.sync_ok(c, server)
+            assert done["records_failed"] == 0, done
+            c.close()
+            sh.assert_synced(conn, server, mp.mock, "with U+0000 in the envelope (%s)" % server)
+        conn.close()
+

@@ -618,6 +618,7 @@ def default_config(rate_limit):
         "money_as_number": False,
         "datetime_format": "micro_z",
         "extra_fields": False,
+        "envelope_notice": None,
         "json_escape_unicode": False,
         "timestamp_precision": "micro",
         "mutate_between_pages": None,
@@ -678,6 +679,9 @@ def validate_config_patch(patch):
         elif key == "retry_after_seconds":
             if v is not None:
                 _check_nonneg_int(key, v)
+        elif key == "envelope_notice":
+            if v is not None and not isinstance(v, str):
+                raise ConfigError("envelope_notice must be a string or null")
         elif key == "mutate_between_pages":
             v = _validate_mbp(v)
         elif key == "fault":
@@ -1620,6 +1624,8 @@ class App:
         if extra:
             env_extra = ',"message":"OK","meta":{"api_version":"1.1","generated_at":%s}' % \
                 json.dumps(fmt_dt(st.now_us(), cfg["datetime_format"]))
+        if cfg["envelope_notice"] is not None:
+            env_extra += ',"notice":%s' % json.dumps(cfg["envelope_notice"])
 
         if kind == "one":
             row = st.rows.get(int(arg)) if _ID_RE.match(arg) else None
