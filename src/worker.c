@@ -153,12 +153,6 @@ crm_run_sync_worker(Oid serverid, CrmSyncMode mode, int64 request_id)
 	CrmSyncRequest req;
 	pid_t		pid;
 
-	/* the worker would wait for the end of recovery, and write then */
-	if (RecoveryInProgress())
-		ereport(ERROR,
-				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
-				 errmsg("cannot run a crm_fdw sync during recovery"),
-				 errhint("Run crm_sync_now() or crm_sync_full() on the primary.")));
 	req.dboid = MyDatabaseId;
 	req.roleoid = GetUserId();
 	req.serverid = serverid;
@@ -285,6 +279,12 @@ crm_sync_sql(FunctionCallInfo fcinfo, CrmSyncMode mode)
 	List	   *servers;
 	ListCell   *lc;
 
+	/* a worker would wait for the end of recovery, and write then */
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("cannot run a crm_fdw sync during recovery"),
+				 errhint("Run crm_sync_now() or crm_sync_full() on the primary.")));
 	InitMaterializedSRF(fcinfo, 0);
 	servers = crm_servers_to_sync(server);
 	foreach(lc, servers)
