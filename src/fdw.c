@@ -127,6 +127,7 @@ typedef struct CrmScanState
 	crm_seen_hash *seen;		/* paged scans: rows returned so far */
 	MemoryContext seen_cxt;
 	int64		max_total;		/* largest pagination.total of this stream */
+	int64		last_page_seen; /* pagination.last_page of its latest page */
 	char	   *cur_path;		/* the request of the current page, for messages */
 
 	CrmHttpStats stats;
@@ -569,6 +570,7 @@ crm_build_scan_requests(CrmScanState *st, ForeignScanState *node)
 	st->rows = NULL;
 	st->csv = NULL;
 	st->max_total = -1;
+	st->last_page_seen = 0;
 
 	/* One set for all streams: a row can move from one stream to another. */
 	MemoryContextReset(st->seen_cxt);
@@ -633,6 +635,7 @@ crm_fetch_next(CrmScanState *st)
 	CrmHttpResponse resp;
 	MemoryContext oldcxt;
 	char	   *path;
+	bool		ahead;
 
 	for (;;)
 	{
@@ -645,6 +648,7 @@ crm_fetch_next(CrmScanState *st)
 		st->page = 0;
 		st->more_pages = true;
 		st->max_total = -1;
+		st->last_page_seen = 0;
 	}
 	req = (CrmRequest *) lfirst(st->cur_request);
 
@@ -657,6 +661,14 @@ crm_fetch_next(CrmScanState *st)
 	path = crm_page_path(req, st->page);
 
 	crmHttpGet(st->conn, path, req->allow_404, &resp, &st->stats);
+	/*
+	 * The server prepares the next page while this one is parsed and read:
+	 * sent now when the last pagination seen says it exists, else after the
+	 * parse if this page says so.
+	 */
+	ahead = req->paged && st->read_ahead && st->page < st->last_page_seen;
+	if (ahead)
+		crmHttpPrefetch(st->conn, crm_page_path(req, st->page + 1));
 	st->more_pages = false;
 	st->row_index = 0;
 	st->cur_path = path;
@@ -704,9 +716,9 @@ crm_fetch_next(CrmScanState *st)
 								   path, page.total, st->max_total),
 						 errhint("Run the query again.")));
 			st->max_total = Max(st->max_total, page.total);
+			st->last_page_seen = page.last_page;
 		}
-		/* the server prepares the next page while the executor reads this one */
-		if (st->more_pages && st->read_ahead)
+		if (st->more_pages && st->read_ahead && !ahead)
 			crmHttpPrefetch(st->conn, crm_page_path(req, st->page + 1));
 	}
 	MemoryContextSwitchTo(oldcxt);

@@ -94,6 +94,7 @@ struct CrmWalkReader
 	char	   *base;
 	CrmHttpStats *stats;
 	int			pageno;			/* last page read */
+	int64		last_page_seen; /* pagination.last_page of that page */
 	bool		done;
 	/* with a fetcher */
 	dsm_segment *seg;
@@ -237,7 +238,8 @@ crmSyncReadPage(CrmHttpResponse *resp, const char *path, CrmPage *page,
 
 /*
  * Fetch and check the next page in this process; the next page's request is
- * sent ahead, so the server prepares it while this one is handled.
+ * sent ahead, so the server prepares it while this one is handled: before
+ * the parse when the last pagination seen says it exists, else after it.
  */
 static void
 crm_walk_fetch(CrmWalkReader *walk, CrmWalkPage *page)
@@ -246,8 +248,13 @@ crm_walk_fetch(CrmWalkReader *walk, CrmWalkPage *page)
 	CrmHttpResponse resp;
 	CrmPage		p;
 
+	bool		ahead;
+
 	crmHttpGet(walk->conn, path, false, &resp, walk->stats);
 	walk->pageno++;
+	ahead = walk->pageno < walk->last_page_seen;
+	if (ahead)
+		crmHttpPrefetch(walk->conn, psprintf("%s&page=%d", walk->base, walk->pageno + 1));
 	page->pageno = walk->pageno;
 	page->nrows = crmSyncReadPage(&resp, path, &p, &page->doc);
 	pfree(resp.body);
@@ -256,11 +263,14 @@ crm_walk_fetch(CrmWalkReader *walk, CrmWalkPage *page)
 	page->last_page = p.last_page;
 	page->server_date = resp.server_date;
 	if (p.has_pagination)
+	{
 		page->last = walk->pageno >= p.last_page;
+		walk->last_page_seen = p.last_page;
+	}
 	else
 		page->last = page->nrows < (size_t) walk->conn->opts.page_size;
 	page->last = page->last || page->nrows == 0;
-	if (!page->last)
+	if (!page->last && !ahead)
 		crmHttpPrefetch(walk->conn, psprintf("%s&page=%d", walk->base, walk->pageno + 1));
 }
 
