@@ -247,7 +247,6 @@ crm_walk_fetch(CrmWalkReader *walk, CrmWalkPage *page)
 	char	   *path = psprintf("%s&page=%d", walk->base, walk->pageno + 1);
 	CrmHttpResponse resp;
 	CrmPage		p;
-
 	bool		ahead;
 
 	crmHttpGet(walk->conn, path, false, &resp, walk->stats);
