@@ -245,6 +245,7 @@ static void
 crm_walk_fetch(CrmWalkReader *walk, CrmWalkPage *page)
 {
 	char	   *path = psprintf("%s&page=%d", walk->base, walk->pageno + 1);
+	char	   *next = psprintf("%s&page=%d", walk->base, walk->pageno + 2);
 	CrmHttpResponse resp;
 	CrmPage		p;
 	bool		ahead;
@@ -253,7 +254,7 @@ crm_walk_fetch(CrmWalkReader *walk, CrmWalkPage *page)
 	walk->pageno++;
 	ahead = walk->pageno < walk->last_page_seen;
 	if (ahead)
-		crmHttpPrefetch(walk->conn, psprintf("%s&page=%d", walk->base, walk->pageno + 1));
+		crmHttpPrefetch(walk->conn, next);
 	page->pageno = walk->pageno;
 	page->nrows = crmSyncReadPage(&resp, path, &p, &page->doc);
 	pfree(resp.body);
@@ -270,7 +271,7 @@ crm_walk_fetch(CrmWalkReader *walk, CrmWalkPage *page)
 		page->last = page->nrows < (size_t) walk->conn->opts.page_size;
 	page->last = page->last || page->nrows == 0;
 	if (!page->last && !ahead)
-		crmHttpPrefetch(walk->conn, psprintf("%s&page=%d", walk->base, walk->pageno + 1));
+		crmHttpPrefetch(walk->conn, next);
 }
 
 /* On the sync's side: the fetcher goes when its segment does, error or not. */
@@ -438,8 +439,8 @@ crmWalkNext(CrmWalkReader *walk, CrmWalkPage *page)
 				(errcode(ERRCODE_FDW_ERROR),
 				 errmsg("the crm_fdw fetcher of server \"%s\" stopped before the last page",
 						walk->conn->servername),
-				 errdetail("It read pages up to page %d of %s.", walk->pageno, walk->base),
-				 errhint("The server log says why, if the fetcher was stopped or could not start.")));
+				 errdetail("It read pages up to page %d of %s; the server log says why it stopped.",
+						   walk->pageno, walk->base)));
 	Assert(nbytes >= sizeof(msg));
 	memcpy(&msg, data, sizeof(msg));
 	sent_ms = palloc(sizeof(int64) * Max(msg.nsent, 1));

@@ -93,19 +93,13 @@ def rates(d, n, key, rows_key=None):
     return summary([r / s for r, s in zip(rows, secs) if s > 0])
 
 
-def cpu_bound_rates(d, n, ncpu):
-    """Per run: the rows/s every core of the machine could reach parsing with
-    jansson and nothing else, after the CPU the mock spent per row in the raw
-    transfer (the remote runs on the same cores here)."""
-    per_run = zip(runs(d, "jansson_s"), runs(d, "raw_mock_cpu_s"))
-    return summary([ncpu * n / (j + m) for j, m in per_run if j + m > 0])
-
-
-def parallel_scan_rates(d, n, ncpu):
-    """Per run: the rows/s of this very scan run on every core at once (its
-    backend's CPU per row, measured, plus the mock's per row), as if a
-    parallel-aware scan split the pages at no cost."""
-    per_run = zip(runs(d, "fdw_count_cpu_s"), runs(d, "raw_mock_cpu_s"))
+def all_cores_rates(d, n, ncpu, cpu_key):
+    """Per run: the rows/s every core of the machine could reach if each spent
+    cpu_key's CPU seconds per N rows and nothing else, after the CPU the mock
+    spent per row in the raw transfer (the remote runs on the same cores here).
+    cpu_key "jansson_s": jansson's parse alone; "fdw_count_cpu_s": the count(*)
+    scan's backend, as if a parallel-aware scan split its pages at no cost."""
+    per_run = zip(runs(d, cpu_key), runs(d, "raw_mock_cpu_s"))
     return summary([ncpu * n / (c + m) for c, m in per_run if c + m > 0])
 
 
@@ -221,15 +215,15 @@ class Report:
                for n in self.sizes],
             [f"limit: all {ncpu} cores parsing with jansson and nothing else, less the CPU the mock "
              "spends per row (measured in the raw transfer)"]
-            + [fmt_sum(cpu_bound_rates(d[n], n, ncpu)) for n in self.sizes],
+            + [fmt_sum(all_cores_rates(d[n], n, ncpu, "jansson_s")) for n in self.sizes],
             ["that limit ÷ the raw transfer"]
-            + [fmt_ratio(ratio(cpu_bound_rates(d[n], n, ncpu), rates(d[n], n, "raw_s"))) for n in self.sizes],
+            + [fmt_ratio(ratio(all_cores_rates(d[n], n, ncpu, "jansson_s"), rates(d[n], n, "raw_s"))) for n in self.sizes],
             ["count(*): its backend's CPU seconds"]
             + [fmt_sum(summary(runs(d[n], "fdw_count_cpu_s"))) for n in self.sizes],
             [f"estimate: this scan on all {ncpu} cores (its CPU and the mock's per row, pages split at no cost)"]
-            + [fmt_sum(parallel_scan_rates(d[n], n, ncpu)) for n in self.sizes],
+            + [fmt_sum(all_cores_rates(d[n], n, ncpu, "fdw_count_cpu_s")) for n in self.sizes],
             ["that estimate ÷ the raw transfer"]
-            + [fmt_ratio(ratio(parallel_scan_rates(d[n], n, ncpu), rates(d[n], n, "raw_s")))
+            + [fmt_ratio(ratio(all_cores_rates(d[n], n, ncpu, "fdw_count_cpu_s"), rates(d[n], n, "raw_s")))
                for n in self.sizes],
             ["rows matching the filter"] + [fmt_sum(summary(runs(d[n], "filter_rows"))) for n in self.sizes],
             ["limit: raw transfer of the filtered listing"]
@@ -367,23 +361,20 @@ class Report:
                       "no scan parsing in one process can exceed this",
                       f"{fmt_ratio(rj)} ({fmt_num(rates(dn, n, 'jansson_s')[0])} vs "
                       f"{fmt_num(rates(dn, n, 'raw_s')[0])} rows/s)", rj is not None and rj >= 0.5))
-        if runs(dn, "jansson_s") and runs(dn, "raw_mock_cpu_s"):
-            ncpu = int(self.meta["nproc"])
-            bound = cpu_bound_rates(dn, n, ncpu)
-            rb = ratio(bound, rates(dn, n, "raw_s"))
-            t.append((f"(bound) all {ncpu} cores parsing with jansson and nothing else, after the mock's "
-                      f"CPU per row, ÷ the raw transfer ({nlabel(n)}): no jansson-based scan on this "
-                      "machine, parallel or not, can exceed this",
-                      f"{fmt_ratio(rb)} ({fmt_num(bound[0])} vs {fmt_num(rates(dn, n, 'raw_s')[0])} rows/s)",
-                      rb is not None and rb >= 0.5))
-        if runs(dn, "fdw_count_cpu_s") and runs(dn, "raw_mock_cpu_s"):
-            ncpu = int(self.meta["nproc"])
-            est = parallel_scan_rates(dn, n, ncpu)
-            re_ = ratio(est, rates(dn, n, "raw_s"))
-            t.append((f"(estimate) this scan made parallel on all {ncpu} cores, pages split at no cost "
-                      f"(its backend's CPU and the mock's per row), ÷ the raw transfer ({nlabel(n)})",
-                      f"{fmt_ratio(re_)} ({fmt_num(est[0])} vs {fmt_num(rates(dn, n, 'raw_s')[0])} rows/s)",
-                      re_ is not None and re_ >= 0.5))
+        ncpu = int(self.meta["nproc"])
+        for key, label in [
+                ("jansson_s", f"(bound) all {ncpu} cores parsing with jansson and nothing else, after the "
+                              "mock's CPU per row, ÷ the raw transfer ({}): no jansson-based scan on this "
+                              "machine, parallel or not, can exceed this"),
+                ("fdw_count_cpu_s", f"(estimate) this scan made parallel on all {ncpu} cores, pages split "
+                                    "at no cost (its backend's CPU and the mock's per row), ÷ the raw "
+                                    "transfer ({})")]:
+            if runs(dn, key) and runs(dn, "raw_mock_cpu_s"):
+                est = all_cores_rates(dn, n, ncpu, key)
+                r = ratio(est, rates(dn, n, "raw_s"))
+                t.append((label.format(nlabel(n)),
+                          f"{fmt_ratio(r)} ({fmt_num(est[0])} vs {fmt_num(rates(dn, n, 'raw_s')[0])} rows/s)",
+                          r is not None and r >= 0.5))
 
         rate = self.data.get("rate", {})
         if rate:

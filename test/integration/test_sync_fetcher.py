@@ -130,6 +130,40 @@ def test_terminating_the_sync_stops_its_fetcher():
         conn.close()
 
 
+def test_terminated_fetcher_fails_its_sync_with_a_pointer_to_the_log():
+    """pg_terminate_backend of the fetcher while it waits on a page that hangs:
+    the sync fails (not hangs) with "the crm_fdw fetcher ... stopped before the
+    last page" and a detail pointing to the server log, which says the
+    fetcher was terminated; the cursor is held; the next sync completes
+    exactly."""
+    with MockProcess(rows=ROWS, seed=18) as mp, sh.SyncDB("fetcherstop") as db:
+        conn = db.connect()
+        sh.add_server(conn, "kf", mp.url)
+        mp.mock.config(fault={"mode": "hang", "count": 1, "after": 3, "hang_seconds": 60,
+                              "path": "/appointments"})
+        offset = helpers.log_size()
+        t = sh.start_sync(db, "kf")
+        try:
+            wait_until(lambda: len(mp.mock.log()) >= 4, timeout=10, what="the request of page 4")
+            fetcher = fetcher_pids(conn, db.name)[0]
+            assert scalar(conn, "SELECT pg_terminate_backend(%s)", (fetcher,))
+            t.wait(15)
+        finally:
+            t.close()
+        assert t.error is None, t.error
+        run = t.rows[0]
+        assert run["status"] == "failed", run
+        assert 'the crm_fdw fetcher of server "kf" stopped before the last page' in run["error_message"], run
+        assert scalar(conn, "SELECT sync_cursor FROM crm.sync_state WHERE server_name = 'kf'") is None
+        log = helpers.read_log_since(offset)
+        assert "terminating background worker \"crm_fdw fetcher\" due to administrator command" in log, log[-2000:]
+        assert "the server log says why it stopped" in run["error_detail"], run
+        mp.mock.config(fault=None)
+        sh.sync_ok(conn, "kf")
+        sh.assert_synced(conn, "kf", mp.mock, "after the fetcher was terminated")
+        conn.close()
+
+
 def _walk_then_retry_under_a_limit(db_name, client_limit, headers):
     """A sync whose walk (3 pages, read by the fetcher) uses up a limit of 3
     requests a minute, then retries a failed row by id (in the sync worker;
@@ -209,4 +243,3 @@ def test_nul_in_the_envelope_does_not_stop_the_sync():
             c.close()
             sh.assert_synced(conn, server, mp.mock, "with U+0000 in the envelope (%s)" % server)
         conn.close()
-

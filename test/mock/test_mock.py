@@ -542,6 +542,14 @@ class TestSwitches(MockTestCase):
             elif style == "offset_west_hms":
                 self.assertEqual(offsets, {"-05:00:00"})
 
+    def test_envelope_notice(self):
+        self.m.config(envelope_notice="a\u0000b")
+        for path in ("/appointments", "/appointments/1"):
+            body = self.m.api(path)[2]
+            self.assertEqual(body["notice"], "a\u0000b", path)
+        self.m.config(envelope_notice=None)
+        self.assertNotIn("notice", self.m.api("/appointments")[2])
+
     def test_extra_fields(self):
         self.m.config(extra_fields=True)
         st, _, body = self.m.api("/appointments", {"per_page": 100})
