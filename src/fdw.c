@@ -19,12 +19,14 @@
 
 #include <math.h>
 
+#include "access/parallel.h"
 #include "access/table.h"
 #include "commands/defrem.h"
 #include "commands/explain.h"
 #include "common/hashfn.h"
 #include "executor/executor.h"
 #include "foreign/fdwapi.h"
+#include "lib/dshash.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
@@ -34,7 +36,10 @@
 #include "optimizer/paths.h"
 #include "optimizer/planmain.h"
 #include "optimizer/restrictinfo.h"
+#include "storage/lwlock.h"
+#include "storage/spin.h"
 #include "utils/builtins.h"
+#include "utils/sampling.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -66,6 +71,7 @@ typedef struct CrmRelInfo
 	CrmField   *fields;			/* by attnum - 1 */
 	bool		all_pushed;		/* every restriction clause is pushable */
 	int			nids;			/* id = / IN with constant values: how many */
+	bool		counted;		/* ANALYZE has counted the rows */
 } CrmRelInfo;
 
 /*
@@ -92,6 +98,30 @@ typedef struct CrmSeenEntry
 #define SH_DECLARE
 #define SH_DEFINE
 #include "lib/simplehash.h"
+
+/*
+ * What the participants of a parallel scan share.  The pages of one paged
+ * request are claimed one at a time; any other scan (several requests, or
+ * one without pages) is run whole by the participant that claims it first.
+ */
+typedef struct CrmParallelScan
+{
+	slock_t		mutex;
+	int			next_page;		/* pages claimed so far */
+	int			last_page;		/* INT_MAX until a page tells */
+	int64		total;			/* pagination.total, -1 until a page tells */
+	int			pages_done;		/* claimed pages whose rows were all returned */
+	int64		rows_returned;	/* by all participants, duplicates skipped */
+	bool		whole_claimed;
+	CrmHttpStats stats;			/* the workers', for the leader's EXPLAIN */
+	dshash_table_handle seen;	/* of CrmSharedSeen */
+} CrmParallelScan;
+
+typedef struct CrmSharedSeen
+{
+	int64		id;
+	uint32		version;
+} CrmSharedSeen;
 
 /* Executor state of one scan. */
 typedef struct CrmScanState
@@ -130,6 +160,14 @@ typedef struct CrmScanState
 	int64		last_page_seen; /* pagination.last_page of its latest page */
 	char	   *cur_path;		/* the request of the current page, for messages */
 
+	CrmParallelScan *pscan;		/* NULL unless a parallel scan */
+	dshash_table *pseen;
+	bool		shared_pages;	/* this (re)scan claims pages from pscan */
+	int			ahead_page;		/* claimed and sent ahead, or 0 */
+	bool		page_claimed;	/* the current page is one of pscan's */
+	int64		page_rows;		/* rows of it returned so far */
+	bool		sampling;		/* ANALYZE: a changing listing is no error */
+
 	CrmHttpStats stats;
 	List	   *shown_requests; /* paths of the first execution, for EXPLAIN ANALYZE */
 } CrmScanState;
@@ -140,6 +178,8 @@ typedef struct CrmScanState
 /* A remote round trip, in planner cost units: far dearer than a page read. */
 #define CRM_REQUEST_COST			100.0
 #define CRM_ROW_COST				(cpu_tuple_cost * 4)
+/* A parallel scan needs this many pages for its first worker. */
+#define CRM_PARALLEL_MIN_PAGES		4
 /* EXPLAIN lists at most this many requests of a scan. */
 #define CRM_EXPLAIN_MAX_REQUESTS	10
 
@@ -153,6 +193,14 @@ static TupleTableSlot *crmIterateForeignScan(ForeignScanState *node);
 static void crmReScanForeignScan(ForeignScanState *node);
 static void crmEndForeignScan(ForeignScanState *node);
 static void crmExplainForeignScan(ForeignScanState *node, ExplainState *es);
+static bool crmIsForeignScanParallelSafe(PlannerInfo *root, RelOptInfo *rel, RangeTblEntry *rte);
+static Size crmEstimateDSMForeignScan(ForeignScanState *node, ParallelContext *pcxt);
+static void crmInitializeDSMForeignScan(ForeignScanState *node, ParallelContext *pcxt, void *coordinate);
+static void crmReInitializeDSMForeignScan(ForeignScanState *node, ParallelContext *pcxt, void *coordinate);
+static void crmInitializeWorkerForeignScan(ForeignScanState *node, shm_toc *toc, void *coordinate);
+static void crmShutdownForeignScan(ForeignScanState *node);
+static bool crmAnalyzeForeignTable(Relation relation, AcquireSampleRowsFunc *func,
+								   BlockNumber *totalpages);
 
 Datum
 crm_fdw_handler(PG_FUNCTION_ARGS)
@@ -168,6 +216,13 @@ crm_fdw_handler(PG_FUNCTION_ARGS)
 	routine->EndForeignScan = crmEndForeignScan;
 	routine->ExplainForeignScan = crmExplainForeignScan;
 	routine->ImportForeignSchema = crmImportForeignSchema;
+	routine->IsForeignScanParallelSafe = crmIsForeignScanParallelSafe;
+	routine->EstimateDSMForeignScan = crmEstimateDSMForeignScan;
+	routine->InitializeDSMForeignScan = crmInitializeDSMForeignScan;
+	routine->ReInitializeDSMForeignScan = crmReInitializeDSMForeignScan;
+	routine->InitializeWorkerForeignScan = crmInitializeWorkerForeignScan;
+	routine->ShutdownForeignScan = crmShutdownForeignScan;
+	routine->AnalyzeForeignTable = crmAnalyzeForeignTable;
 
 	PG_RETURN_POINTER(routine);
 }
@@ -259,7 +314,8 @@ crmGetForeignRelSize(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 			rows = CRM_RECENT_ROWS;
 			break;
 		default:
-			rows = baserel->tuples > 0 ? baserel->tuples : CRM_DEFAULT_ROWS;
+			info->counted = baserel->tuples > 0;
+			rows = info->counted ? baserel->tuples : CRM_DEFAULT_ROWS;
 			break;
 	}
 	if (info->nids >= 0)
@@ -340,6 +396,44 @@ crm_add_id_param_path(PlannerInfo *root, RelOptInfo *baserel, CrmRelInfo *info,
 }
 
 /*
+ * A path whose pages are shared among the participants of a parallel plan.
+ * Workers as for a heap scan: the first at CRM_PARALLEL_MIN_PAGES pages, one
+ * more each time the pages triple.
+ */
+static void
+crm_add_partial_path(PlannerInfo *root, RelOptInfo *baserel, CrmRelInfo *info,
+					 Cost startup, Cost total)
+{
+	double		pages = ceil(baserel->rows / info->page_size);
+	double		threshold = CRM_PARALLEL_MIN_PAGES;
+	double		divisor;
+	double		leader;
+	int			workers = 0;
+	ForeignPath *path;
+
+	while (pages >= threshold && workers < max_parallel_workers_per_gather)
+	{
+		workers++;
+		threshold *= 3;
+	}
+	if (workers == 0)
+		return;
+
+	/* the share of the work the leader does besides gathering, as costsize.c */
+	divisor = workers;
+	leader = 1.0 - 0.3 * workers;
+	if (parallel_leader_participation && leader > 0)
+		divisor += leader;
+
+	path = create_foreignscan_path(root, baserel, NULL, clamp_row_est(baserel->rows / divisor),
+								   startup, startup + (total - startup) / divisor,
+								   NIL, NULL, NULL, NIL);
+	path->path.parallel_aware = true;
+	path->path.parallel_workers = workers;
+	add_partial_path(baserel, (Path *) path);
+}
+
+/*
  * One unparameterized path, plus parameterized paths for joins on id.
  */
 static void
@@ -350,14 +444,27 @@ crmGetForeignPaths(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid)
 	Cost		total;
 	List	   *seen = NIL;
 	ListCell   *lc;
+	ForeignPath *path;
 
 	crm_estimate_cost(info, baserel->rows, info->nids >= 0, &startup, &total);
-	add_path(baserel, (Path *)
-			 create_foreignscan_path(root, baserel, NULL, baserel->rows,
-									 startup, total, NIL, NULL, NULL, NIL));
+	path = create_foreignscan_path(root, baserel, NULL, baserel->rows,
+								   startup, total, NIL, NULL, NULL, NIL);
+
+	/*
+	 * Not under a Gather: every process would read the whole listing (the
+	 * inner side of a parallel hash join, say), multiplying the requests.
+	 * The partial path shares the pages instead; a path by id is safe, each
+	 * process then sends the GETs of its own outer rows.
+	 */
+	path->path.parallel_safe = false;
+	add_path(baserel, (Path *) path);
 
 	if (info->resource != CRM_RESOURCE_APPOINTMENTS)
 		return;
+
+	/* on a guess of the size, no parallel plan: only once ANALYZE has counted */
+	if (baserel->consider_parallel && info->nids < 0 && info->counted)
+		crm_add_partial_path(root, baserel, info, startup, total);
 
 	foreach(lc, baserel->joininfo)
 	{
@@ -457,6 +564,8 @@ crmGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
 
 /* ---------- execution ---------- */
 
+static void crm_init_columns(CrmScanState *st, Relation rel, List *retrieved);
+
 static void
 crmBeginForeignScan(ForeignScanState *node, int eflags)
 {
@@ -465,8 +574,6 @@ crmBeginForeignScan(ForeignScanState *node, int eflags)
 	Relation	rel = node->ss.ss_currentRelation;
 	CrmScanState *st = palloc0(sizeof(CrmScanState));
 	List	   *retrieved;
-	ListCell   *lc;
-	int			i;
 
 	node->fdw_state = st;
 	st->resource = intVal(list_nth(fsplan->fdw_private, FdwScanPrivateResource));
@@ -487,19 +594,27 @@ crmBeginForeignScan(ForeignScanState *node, int eflags)
 		st->conn = crmGetConnInfo(GetForeignTable(RelationGetRelid(rel))->serverid, userid);
 	}
 	st->value_states = ExecInitExprList(fsplan->fdw_exprs, (PlanState *) node);
+	crm_init_columns(st, rel, retrieved);
+}
+
+/* The columns to convert, and the scan's memory contexts under the current one. */
+static void
+crm_init_columns(CrmScanState *st, Relation rel, List *retrieved)
+{
+	ListCell   *lc;
+	int			i = 0;
 
 	st->ncols = list_length(retrieved);
 	st->cols = palloc0(sizeof(CrmColumn) * Max(st->ncols, 1));
 	st->col_values = palloc(sizeof(Datum) * Max(st->ncols, 1));
 	st->col_nulls = palloc(sizeof(bool) * Max(st->ncols, 1));
-	i = 0;
 	foreach(lc, retrieved)
 		crmInitColumn(&st->cols[i++], rel, (AttrNumber) lfirst_int(lc));
 
-	st->batch_cxt = AllocSetContextCreate(estate->es_query_cxt,
+	st->batch_cxt = AllocSetContextCreate(CurrentMemoryContext,
 										  "crm_fdw page",
 										  ALLOCSET_DEFAULT_SIZES);
-	st->seen_cxt = AllocSetContextCreate(estate->es_query_cxt,
+	st->seen_cxt = AllocSetContextCreate(CurrentMemoryContext,
 										 "crm_fdw rows seen",
 										 ALLOCSET_DEFAULT_SIZES);
 }
@@ -543,6 +658,8 @@ crm_eval_values(CrmScanState *st, ForeignScanState *node, List *exprs, bool eval
 	return values;
 }
 
+static void crm_start_requests(CrmScanState *st);
+
 /* Build this (re)scan's requests from the current parameter values. */
 static void
 crm_build_scan_requests(CrmScanState *st, ForeignScanState *node)
@@ -563,6 +680,37 @@ crm_build_scan_requests(CrmScanState *st, ForeignScanState *node)
 										 ((CrmRequest *) lfirst(lc))->path);
 	}
 	MemoryContextSwitchTo(oldcxt);
+	crm_start_requests(st);
+}
+
+/*
+ * Start walking st->requests.  In a parallel scan, a single paged request
+ * shares its pages among the participants; anything else is run whole by
+ * the first participant to get here.
+ */
+static void
+crm_start_requests(CrmScanState *st)
+{
+	st->shared_pages = false;
+	st->ahead_page = 0;
+	st->page_claimed = false;
+	st->page_rows = 0;
+	if (st->pscan != NULL)
+	{
+		if (list_length(st->requests) == 1 && ((CrmRequest *) linitial(st->requests))->paged)
+			st->shared_pages = true;
+		else
+		{
+			bool		mine;
+
+			SpinLockAcquire(&st->pscan->mutex);
+			mine = !st->pscan->whole_claimed;
+			st->pscan->whole_claimed = true;
+			SpinLockRelease(&st->pscan->mutex);
+			if (!mine)
+				st->requests = NIL;
+		}
+	}
 	st->requests_built = true;
 	st->cur_request = list_head(st->requests);
 	st->page = 0;
@@ -625,6 +773,82 @@ crm_page_path(CrmRequest *req, int page)
 }
 
 /*
+ * Claim the next page of a parallel scan, or 0 when none is left.  A page
+ * sent ahead is claimed only when a page has told where the listing ends.
+ */
+static int
+crm_claim_page(CrmParallelScan *ps, bool ahead)
+{
+	int			page = 0;
+
+	SpinLockAcquire(&ps->mutex);
+	if (ps->next_page < ps->last_page && !(ahead && ps->last_page == INT_MAX))
+		page = ++ps->next_page;
+	SpinLockRelease(&ps->mutex);
+	return page;
+}
+
+/*
+ * Tell the other participants what a page said: where the listing ends
+ * (end, or -1) and its total (or -1).  In a parallel scan pages are read
+ * in no particular order, so any change of the total may have moved a row
+ * past a page already read.
+ */
+static void
+crm_shared_page_seen(CrmParallelScan *ps, int end, int64 total, const char *path)
+{
+	int64		earlier;
+
+	SpinLockAcquire(&ps->mutex);
+	if (end >= 0)
+		ps->last_page = Min(ps->last_page, end);
+	earlier = ps->total;
+	if (total >= 0 && earlier < 0)
+		ps->total = total;
+	SpinLockRelease(&ps->mutex);
+	if (total >= 0 && earlier >= 0 && total != earlier)
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("remote listing changed while it was read"),
+				 errdetail("GET %s reports " INT64_FORMAT " rows where another page of this parallel scan reported " INT64_FORMAT ", so rows may have moved past the scan.",
+						   path, total, earlier),
+				 errhint("Run the query again.")));
+}
+
+/*
+ * Note that every row of the current page of a parallel scan was returned.
+ * The one to finish the last page checks that the participants returned as
+ * many rows as the listing holds: a row that an update moved from a page
+ * not yet read to one read already is in no page, and unlike in a serial
+ * scan the row that took its place may be seen only once.
+ */
+static void
+crm_finish_page(CrmScanState *st, const char *path)
+{
+	CrmParallelScan *ps = st->pscan;
+	bool		last;
+	int64		total;
+	int64		rows;
+
+	SpinLockAcquire(&ps->mutex);
+	ps->rows_returned += st->page_rows;
+	ps->pages_done++;
+	last = ps->pages_done == ps->next_page && ps->next_page >= ps->last_page;
+	total = ps->total;
+	rows = ps->rows_returned;
+	SpinLockRelease(&ps->mutex);
+	st->page_claimed = false;
+	st->page_rows = 0;
+	if (last && total >= 0 && rows != total)
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("remote listing changed while it was read"),
+				 errdetail("The pages of GET %s held " INT64_FORMAT " different rows where the listing reports " INT64_FORMAT ", so rows may have moved past the scan.",
+						   path, rows, total),
+				 errhint("Run the query again.")));
+}
+
+/*
  * Fetch the next response of the current request into the batch context.
  * Returns false when every request is done.
  */
@@ -636,14 +860,27 @@ crm_fetch_next(CrmScanState *st)
 	MemoryContext oldcxt;
 	char	   *path;
 	bool		ahead;
+	int			next = 0;
 
+	if (st->page_claimed)
+		crm_finish_page(st, ((CrmRequest *) lfirst(st->cur_request))->path);
 	for (;;)
 	{
 		CHECK_FOR_INTERRUPTS();
 		if (st->cur_request == NULL)
 			return false;
-		if (st->more_pages)
+		if (st->more_pages && !st->shared_pages)
+		{
+			next = st->page + 1;
 			break;
+		}
+		if (st->more_pages)
+		{
+			next = st->ahead_page ? st->ahead_page : crm_claim_page(st->pscan, false);
+			st->ahead_page = 0;
+			if (next > 0)
+				break;
+		}
 		st->cur_request = lnext(st->requests, st->cur_request);
 		st->page = 0;
 		st->more_pages = true;
@@ -657,7 +894,7 @@ crm_fetch_next(CrmScanState *st)
 	st->csv = NULL;
 	oldcxt = MemoryContextSwitchTo(st->batch_cxt);
 
-	st->page++;
+	st->page = next;
 	path = crm_page_path(req, st->page);
 
 	crmHttpGet(st->conn, path, req->allow_404, &resp, &st->stats);
@@ -666,9 +903,20 @@ crm_fetch_next(CrmScanState *st)
 	 * sent now when the last pagination seen says it exists, else after the
 	 * parse if this page says so.
 	 */
-	ahead = req->paged && st->read_ahead && st->page < st->last_page_seen;
-	if (ahead)
-		crmHttpPrefetch(st->conn, crm_page_path(req, st->page + 1));
+	if (st->shared_pages)
+	{
+		if (st->read_ahead)
+			st->ahead_page = crm_claim_page(st->pscan, true);
+		ahead = st->ahead_page > 0;
+		if (ahead)
+			crmHttpPrefetch(st->conn, crm_page_path(req, st->ahead_page));
+	}
+	else
+	{
+		ahead = req->paged && st->read_ahead && st->page < st->last_page_seen;
+		if (ahead)
+			crmHttpPrefetch(st->conn, crm_page_path(req, st->page + 1));
+	}
 	st->more_pages = false;
 	st->row_index = 0;
 	st->cur_path = path;
@@ -705,10 +953,32 @@ crm_fetch_next(CrmScanState *st)
 			else
 				st->more_pages = json_array_size(page.rows) >= (size_t) st->per_page;
 		}
-		if (req->paged && page.has_pagination)
+		if (st->shared_pages)
+		{
+			size_t		n = json_array_size(page.rows);
+
+			/* without a total, rows lost between pages would go unnoticed */
+			if (!page.has_pagination)
+				ereport(ERROR,
+						(errcode(ERRCODE_FDW_REPLY_HANDLE),
+						 errmsg("response to GET %s has no \"pagination\", which a parallel scan needs",
+								path),
+						 errhint("Set max_parallel_workers_per_gather to 0 for this query.")));
+			st->page_claimed = true;
+			crm_shared_page_seen(st->pscan,
+								 n == 0 ? st->page - 1 :
+								 page.has_pagination ? (int) Min(page.last_page, INT_MAX - 1) :
+								 n < (size_t) st->per_page ? st->page : -1,
+								 page.has_pagination ? page.total : -1, path);
+			st->more_pages = true;
+			if (st->read_ahead && !ahead &&
+				(st->ahead_page = crm_claim_page(st->pscan, true)) > 0)
+				crmHttpPrefetch(st->conn, crm_page_path(req, st->ahead_page));
+		}
+		else if (req->paged && page.has_pagination)
 		{
 			/* a row left the listing: rows behind it moved past the scan */
-			if (page.total < st->max_total)
+			if (page.total < st->max_total && !st->sampling)
 				ereport(ERROR,
 						(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 						 errmsg("remote listing changed while it was read"),
@@ -718,7 +988,7 @@ crm_fetch_next(CrmScanState *st)
 			st->max_total = Max(st->max_total, page.total);
 			st->last_page_seen = page.last_page;
 		}
-		if (st->more_pages && st->read_ahead && !ahead)
+		if (!st->shared_pages && st->more_pages && st->read_ahead && !ahead)
 			crmHttpPrefetch(st->conn, crm_page_path(req, st->page + 1));
 	}
 	MemoryContextSwitchTo(oldcxt);
@@ -737,7 +1007,8 @@ crm_check_seen(CrmScanState *st, json_t *obj)
 	json_t	   *id = json_object_get(obj, "id");
 	json_t	   *updated = json_object_get(obj, "updated_at");
 	uint32		version = 0;
-	CrmSeenEntry *entry;
+	uint32		earlier;
+	int64		key;
 	bool		found;
 
 	if (!json_is_integer(id))
@@ -745,13 +1016,27 @@ crm_check_seen(CrmScanState *st, json_t *obj)
 	if (json_is_string(updated))
 		version = hash_bytes((const unsigned char *) json_string_value(updated),
 							 (int) json_string_length(updated));
-	entry = crm_seen_insert(st->seen, (int64) json_integer_value(id), &found);
-	if (!found)
+	key = (int64) json_integer_value(id);
+	if (st->shared_pages)
 	{
-		entry->version = version;
-		return true;
+		CrmSharedSeen *entry = dshash_find_or_insert(st->pseen, &key, &found);
+
+		if (!found)
+			entry->version = version;
+		earlier = entry->version;
+		dshash_release_lock(st->pseen, entry);
 	}
-	if (entry->version != version)
+	else
+	{
+		CrmSeenEntry *entry = crm_seen_insert(st->seen, key, &found);
+
+		if (!found)
+			entry->version = version;
+		earlier = entry->version;
+	}
+	if (!found)
+		return true;
+	if (earlier != version && !st->sampling)
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 				 errmsg("remote listing changed while it was read"),
@@ -774,6 +1059,7 @@ crm_next_row(CrmScanState *st, TupleTableSlot *slot)
 		if (st->seen && !crm_check_seen(st, obj))
 			return crm_next_row(st, slot);
 		crmJsonObjectToRow(obj, st->cols, st->ncols, st->col_values, st->col_nulls);
+		st->page_rows++;
 	}
 	else if (st->csv && st->csv_row)
 	{
@@ -806,15 +1092,10 @@ crm_next_row(CrmScanState *st, TupleTableSlot *slot)
 	return true;
 }
 
-static TupleTableSlot *
-crmIterateForeignScan(ForeignScanState *node)
+/* Put the scan's next row into slot; false when there is none. */
+static bool
+crm_scan_next(CrmScanState *st, TupleTableSlot *slot)
 {
-	CrmScanState *st = (CrmScanState *) node->fdw_state;
-	TupleTableSlot *slot = node->ss.ss_ScanTupleSlot;
-
-	if (!st->requests_built)
-		crm_build_scan_requests(st, node);
-
 	for (;;)
 	{
 		bool		found;
@@ -826,10 +1107,25 @@ crmIterateForeignScan(ForeignScanState *node)
 		found = crm_next_row(st, slot);
 		MemoryContextSwitchTo(oldcxt);
 		if (found)
-			return slot;
+			return true;
 		if (!crm_fetch_next(st))
-			return ExecClearTuple(slot);
+		{
+			ExecClearTuple(slot);
+			return false;
+		}
 	}
+}
+
+static TupleTableSlot *
+crmIterateForeignScan(ForeignScanState *node)
+{
+	CrmScanState *st = (CrmScanState *) node->fdw_state;
+	TupleTableSlot *slot = node->ss.ss_ScanTupleSlot;
+
+	if (!st->requests_built)
+		crm_build_scan_requests(st, node);
+	crm_scan_next(st, slot);
+	return slot;
 }
 
 static void
@@ -896,4 +1192,209 @@ crmExplainForeignScan(ForeignScanState *node, ExplainState *es)
 		ExplainPropertyInteger("Remote Retries", NULL, st->stats.retries, es);
 		ExplainPropertyInteger("Remote Bytes Received", NULL, st->stats.bytes, es);
 	}
+}
+
+/* ---------- parallel scans ---------- */
+
+/*
+ * Each process's client-side rate limit is its own, so a server with one
+ * would see it exceeded by the participants together: only without it may a
+ * scan run in parallel workers.
+ */
+static bool
+crmIsForeignScanParallelSafe(PlannerInfo *root, RelOptInfo *rel, RangeTblEntry *rte)
+{
+	CrmServerOptions sopts;
+
+	crmGetServerOptions(GetForeignServer(GetForeignTable(rte->relid)->serverid), &sopts);
+	return sopts.rate_limit_per_minute == 0;
+}
+
+static Size
+crmEstimateDSMForeignScan(ForeignScanState *node, ParallelContext *pcxt)
+{
+	return sizeof(CrmParallelScan);
+}
+
+/*
+ * The shared set of rows seen.  It lives in the query's DSA, so its locks go
+ * by that area's tranche: a tranche of its own would need an id from the
+ * cluster-wide counter for every backend, never given back.
+ */
+static const dshash_parameters crm_seen_params = {
+	sizeof(int64), sizeof(CrmSharedSeen), dshash_memcmp, dshash_memhash,
+	LWTRANCHE_PARALLEL_QUERY_DSA
+};
+
+/* Reset what the participants share, for a first run or a rescan. */
+/*
+ * Reset what the participants share, for a first run or a rescan.  Without
+ * a DSA (no dynamic shared memory could be had) no worker runs: the leader
+ * then scans as in a serial plan.
+ */
+static void
+crm_parallel_reset(CrmScanState *st, CrmParallelScan *ps, dsa_area *area)
+{
+	if (area == NULL)
+		return;
+	SpinLockInit(&ps->mutex);
+	ps->next_page = 0;
+	ps->last_page = INT_MAX;
+	ps->total = -1;
+	ps->pages_done = 0;
+	ps->rows_returned = 0;
+	ps->whole_claimed = false;
+	st->pseen = dshash_create(area, &crm_seen_params, NULL);
+	ps->seen = dshash_get_hash_table_handle(st->pseen);
+	st->pscan = ps;
+}
+
+static void
+crmInitializeDSMForeignScan(ForeignScanState *node, ParallelContext *pcxt, void *coordinate)
+{
+	CrmParallelScan *ps = (CrmParallelScan *) coordinate;
+
+	memset(&ps->stats, 0, sizeof(CrmHttpStats));
+	crm_parallel_reset((CrmScanState *) node->fdw_state, ps, node->ss.ps.state->es_query_dsa);
+}
+
+/* Before a rescan's workers start: the old ones are gone, so is their set. */
+static void
+crmReInitializeDSMForeignScan(ForeignScanState *node, ParallelContext *pcxt, void *coordinate)
+{
+	CrmScanState *st = (CrmScanState *) node->fdw_state;
+
+	if (st->pseen == NULL)
+		return;
+	dshash_destroy(st->pseen);
+	crm_parallel_reset(st, (CrmParallelScan *) coordinate, node->ss.ps.state->es_query_dsa);
+}
+
+static void
+crmInitializeWorkerForeignScan(ForeignScanState *node, shm_toc *toc, void *coordinate)
+{
+	CrmScanState *st = (CrmScanState *) node->fdw_state;
+	CrmParallelScan *ps = (CrmParallelScan *) coordinate;
+
+	st->pseen = dshash_attach(node->ss.ps.state->es_query_dsa, &crm_seen_params, ps->seen, NULL);
+	st->pscan = ps;
+}
+
+static void
+crm_add_stats(CrmHttpStats *to, CrmHttpStats *from)
+{
+	to->requests += from->requests;
+	to->retries += from->retries;
+	to->pages += from->pages;
+	to->bytes += from->bytes;
+	to->rate_limited += from->rate_limited;
+	memset(from, 0, sizeof(CrmHttpStats));
+}
+
+/*
+ * Called while the shared memory is still there: a worker leaves its
+ * counters in it, and the leader, whose node shuts down after the workers'
+ * when the Gather above has read them to the end, takes them for EXPLAIN.
+ * Under a LIMIT the leader may shut down first: then its EXPLAIN ANALYZE
+ * misses the requests the workers send after that.
+ */
+static void
+crmShutdownForeignScan(ForeignScanState *node)
+{
+	CrmScanState *st = (CrmScanState *) node->fdw_state;
+	CrmParallelScan *ps = st ? st->pscan : NULL;
+
+	if (ps == NULL)
+		return;
+	SpinLockAcquire(&ps->mutex);
+	if (IsParallelWorker())
+		crm_add_stats(&ps->stats, &st->stats);
+	else
+		crm_add_stats(&st->stats, &ps->stats);
+	SpinLockRelease(&ps->mutex);
+}
+
+/* ---------- ANALYZE ---------- */
+
+/*
+ * Read every row the table's resource lists, as a scan without conditions
+ * does, and keep a random sample of targrows of them.  The count of rows
+ * becomes reltuples, which the planner's estimates start from.
+ */
+static int
+crm_acquire_sample_rows(Relation rel, int elevel, HeapTuple *rows, int targrows,
+						double *totalrows, double *totaldeadrows)
+{
+	Oid			relid = RelationGetRelid(rel);
+	TupleDesc	tupdesc = RelationGetDescr(rel);
+	CrmScanState *st = palloc0(sizeof(CrmScanState));
+	TupleTableSlot *slot = MakeSingleTupleTableSlot(tupdesc, &TTSOpsVirtual);
+	CrmServerOptions sopts;
+	ReservoirStateData rstate;
+	List	   *retrieved = NIL;
+	double		rowstoskip = -1;
+	double		nrows = 0;
+	int			nsampled = 0;
+	int			i;
+
+	crmGetServerOptions(GetForeignServer(GetForeignTable(relid)->serverid), &sopts);
+	st->resource = crmGetTableResource(relid, &st->minutes);
+	st->per_page = sopts.page_size;
+	st->read_ahead = true;
+	st->sampling = true;
+	st->conn = crmGetConnInfo(GetForeignTable(relid)->serverid, GetUserId());
+	for (i = 0; i < tupdesc->natts; i++)
+		if (!TupleDescAttr(tupdesc, i)->attisdropped)
+			retrieved = lappend_int(retrieved, i + 1);
+	crm_init_columns(st, rel, retrieved);
+	st->requests = crmBuildRequests(st->resource, st->minutes, st->per_page, NIL, NULL);
+	crm_start_requests(st);
+
+	reservoir_init_selection_state(&rstate, targrows);
+	while (crm_scan_next(st, slot))
+	{
+		nrows += 1;
+		if (nsampled < targrows)
+			rows[nsampled++] = ExecCopySlotHeapTuple(slot);
+		else
+		{
+			/* Vitter's algorithm, as ANALYZE samples heap rows */
+			if (rowstoskip < 0)
+				rowstoskip = reservoir_get_next_S(&rstate, nrows, targrows);
+			if (rowstoskip <= 0)
+			{
+				int			k = (int) (targrows * sampler_random_fract(&rstate.randstate));
+
+				heap_freetuple(rows[k]);
+				rows[k] = ExecCopySlotHeapTuple(slot);
+			}
+			rowstoskip -= 1;
+		}
+	}
+	crmHttpCancelPrefetch();
+	ExecDropSingleTupleTableSlot(slot);
+	MemoryContextDelete(st->batch_cxt);
+	MemoryContextDelete(st->seen_cxt);
+
+	*totalrows = nrows;
+	*totaldeadrows = 0;
+	ereport(elevel,
+			(errmsg("\"%s\": " INT64_FORMAT " remote requests read %.0f rows, %d rows in sample",
+					RelationGetRelationName(rel), st->stats.requests, nrows, nsampled)));
+	return nsampled;
+}
+
+static bool
+crmAnalyzeForeignTable(Relation relation, AcquireSampleRowsFunc *func,
+					   BlockNumber *totalpages)
+{
+	CrmServerOptions sopts;
+	double		rows = relation->rd_rel->reltuples;
+
+	/* what inheritance ANALYZE weighs partitions by: pages of the listing */
+	crmGetServerOptions(GetForeignServer(GetForeignTable(RelationGetRelid(relation))->serverid),
+						&sopts);
+	*func = crm_acquire_sample_rows;
+	*totalpages = rows > 0 ? (BlockNumber) Min(ceil(rows / sopts.page_size), MaxBlockNumber) : 1;
+	return true;
 }

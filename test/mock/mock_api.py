@@ -619,6 +619,7 @@ def default_config(rate_limit):
         "datetime_format": "micro_z",
         "extra_fields": False,
         "envelope_notice": None,
+        "unlisted_ids": [],
         "json_escape_unicode": False,
         "timestamp_precision": "micro",
         "mutate_between_pages": None,
@@ -682,6 +683,10 @@ def validate_config_patch(patch):
         elif key == "envelope_notice":
             if v is not None and not isinstance(v, str):
                 raise ConfigError("envelope_notice must be a string or null")
+        elif key == "unlisted_ids":
+            if not isinstance(v, list) or not all(isinstance(i, int) and not isinstance(i, bool)
+                                                  for i in v):
+                raise ConfigError("unlisted_ids must be a list of integers")
         elif key == "mutate_between_pages":
             v = _validate_mbp(v)
         elif key == "fault":
@@ -1639,6 +1644,8 @@ class App:
             total = len(rows)
             off = (page - 1) * per
             items = rows[off:off + per] if off < total else []
+            if cfg["unlisted_ids"]:
+                items = [r for r in items if r["id"] not in cfg["unlisted_ids"]]
             pag = {"total": total, "per_page": per, "current_page": page,
                    "last_page": max(1, math.ceil(total / per)),
                    "from": off + 1 if items else None,

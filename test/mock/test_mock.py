@@ -550,6 +550,14 @@ class TestSwitches(MockTestCase):
         self.m.config(envelope_notice=None)
         self.assertNotIn("notice", self.m.api("/appointments")[2])
 
+    def test_unlisted_ids(self):
+        self.m.config(unlisted_ids=[2, 3])
+        body = self.m.api("/appointments", {"per_page": 5})[2]
+        self.assertEqual([r["id"] for r in body["data"]], [1, 4, 5])
+        self.assertEqual(body["pagination"]["total"], 500)
+        self.m.config(unlisted_ids=[])
+        self.assertEqual(len(self.m.api("/appointments", {"per_page": 5})[2]["data"]), 5)
+
     def test_extra_fields(self):
         self.m.config(extra_fields=True)
         st, _, body = self.m.api("/appointments", {"per_page": 100})
