@@ -80,12 +80,7 @@ def test_matrix_in_parallel():
     for name, settings, mutation in test_results.BEHAVIOURS:
         if name not in ("default", "id_desc", "updated_asc", "everything"):
             continue
-        m = mock()
-        m.reset()
-        if mutation:
-            m.config(clock_offset_seconds=settings.get("clock_offset_seconds", 0))
-            m.mutate(**mutation)
-        m.config(**settings)
+        m = test_results.play(settings, mutation)
         conn = parallel_conn()
         try:
             assert is_parallel(conn, "SELECT id FROM remote.appointments WHERE true")

@@ -144,14 +144,20 @@ BEHAVIOURS = [
 ]
 
 
+def play(settings, mutation):
+    """The mock, reset and set to play one of BEHAVIOURS."""
+    m = mock()
+    m.reset()
+    if mutation:
+        m.config(clock_offset_seconds=settings.get("clock_offset_seconds", 0))
+        m.mutate(**mutation)
+    m.config(**settings)
+    return m
+
+
 def make_matrix_test(name, settings, mutation):
     def test():
-        m = mock()
-        m.reset()
-        if mutation:
-            m.config(clock_offset_seconds=settings.get("clock_offset_seconds", 0))
-            m.mutate(**mutation)
-        m.config(**settings)
+        m = play(settings, mutation)
         conn = fresh_conn()
         try:
             rows = m.data()
