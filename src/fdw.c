@@ -26,7 +26,6 @@
 #include "common/hashfn.h"
 #include "executor/executor.h"
 #include "foreign/fdwapi.h"
-#include "lib/dshash.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "nodes/nodeFuncs.h"
@@ -80,6 +79,12 @@ typedef struct CrmRelInfo
  * can repeat a row (skipped here) or, when a row moved behind the scan,
  * hide another (then the scan fails; see crm_check_seen).
  */
+static inline uint32
+crm_id_hash(int64 id)
+{
+	return hash_combine(murmurhash32((uint32) id), murmurhash32((uint32) ((uint64) id >> 32)));
+}
+
 typedef struct CrmSeenEntry
 {
 	int64		id;
@@ -91,13 +96,35 @@ typedef struct CrmSeenEntry
 #define SH_ELEMENT_TYPE CrmSeenEntry
 #define SH_KEY_TYPE int64
 #define SH_KEY id
-#define SH_HASH_KEY(tb, key) \
-	hash_combine(murmurhash32((uint32) (key)), murmurhash32((uint32) ((uint64) (key) >> 32)))
+#define SH_HASH_KEY(tb, key) crm_id_hash(key)
 #define SH_EQUAL(tb, a, b) ((a) == (b))
 #define SH_SCOPE static inline
 #define SH_DECLARE
 #define SH_DEFINE
 #include "lib/simplehash.h"
+
+/*
+ * The rows a parallel scan has returned, shared: CRM_SEEN_PARTITIONS open
+ * addressing tables in the query's DSA, each under its own lock and doubled
+ * when three quarters full, about 28 bytes a row (dshash took 96).
+ */
+#define CRM_SEEN_PARTITIONS			64
+#define CRM_SEEN_MIN_SLOTS			64
+
+typedef struct CrmSeenSlot
+{
+	int64		id;
+	uint32		version;
+	bool		used;
+} CrmSeenSlot;
+
+typedef struct CrmSeenPartition
+{
+	LWLock		lock;
+	dsa_pointer slots;			/* CrmSeenSlot[nslots], or InvalidDsaPointer */
+	uint32		nslots;			/* 0 or a power of 2 */
+	uint32		nused;
+} CrmSeenPartition;
 
 /*
  * What the participants of a parallel scan share.  The pages of one paged
@@ -114,14 +141,8 @@ typedef struct CrmParallelScan
 	int64		rows_returned;	/* by all participants, duplicates skipped */
 	bool		whole_claimed;
 	CrmHttpStats stats;			/* the workers', for the leader's EXPLAIN */
-	dshash_table_handle seen;	/* of CrmSharedSeen */
+	CrmSeenPartition seen[CRM_SEEN_PARTITIONS];
 } CrmParallelScan;
-
-typedef struct CrmSharedSeen
-{
-	int64		id;
-	uint32		version;
-} CrmSharedSeen;
 
 /* Executor state of one scan. */
 typedef struct CrmScanState
@@ -161,7 +182,7 @@ typedef struct CrmScanState
 	char	   *cur_path;		/* the request of the current page, for messages */
 
 	CrmParallelScan *pscan;		/* NULL unless a parallel scan */
-	dshash_table *pseen;
+	dsa_area   *area;			/* the query's, holding pscan's rows seen */
 	bool		shared_pages;	/* this (re)scan claims pages from pscan */
 	int			ahead_page;		/* claimed and sent ahead, or 0 */
 	bool		page_claimed;	/* the current page is one of pscan's */
@@ -995,6 +1016,70 @@ crm_fetch_next(CrmScanState *st)
 	return true;
 }
 
+/* Grow a partition of the shared rows seen to twice its slots (or its first). */
+static void
+crm_shared_seen_grow(dsa_area *area, CrmSeenPartition *part)
+{
+	uint32		nslots = part->nslots == 0 ? CRM_SEEN_MIN_SLOTS : part->nslots * 2;
+	dsa_pointer new = dsa_allocate_extended(area, sizeof(CrmSeenSlot) * (Size) nslots,
+											DSA_ALLOC_ZERO | DSA_ALLOC_HUGE);
+	CrmSeenSlot *to = dsa_get_address(area, new);
+	uint32		i;
+
+	if (part->nslots > 0)
+	{
+		CrmSeenSlot *from = dsa_get_address(area, part->slots);
+
+		for (i = 0; i < part->nslots; i++)
+		{
+			uint32		j;
+
+			if (!from[i].used)
+				continue;
+			for (j = (crm_id_hash(from[i].id) / CRM_SEEN_PARTITIONS) & (nslots - 1);
+				 to[j].used; j = (j + 1) & (nslots - 1))
+				;
+			to[j] = from[i];
+		}
+		dsa_free(area, part->slots);
+	}
+	part->slots = new;
+	part->nslots = nslots;
+}
+
+/*
+ * Add id to the rows a parallel scan has seen.  True when it was there
+ * already; *earlier is the version it was first seen with.
+ */
+static bool
+crm_shared_seen_insert(CrmScanState *st, int64 id, uint32 version, uint32 *earlier)
+{
+	uint32		hash = crm_id_hash(id);
+	CrmSeenPartition *part = &st->pscan->seen[hash % CRM_SEEN_PARTITIONS];
+	CrmSeenSlot *slots;
+	uint32		i;
+	bool		found;
+
+	LWLockAcquire(&part->lock, LW_EXCLUSIVE);
+	if (part->nused >= part->nslots / 4 * 3)
+		crm_shared_seen_grow(st->area, part);
+	slots = dsa_get_address(st->area, part->slots);
+	for (i = (hash / CRM_SEEN_PARTITIONS) & (part->nslots - 1);
+		 slots[i].used && slots[i].id != id; i = (i + 1) & (part->nslots - 1))
+		;
+	found = slots[i].used;
+	if (!found)
+	{
+		slots[i].id = id;
+		slots[i].version = version;
+		slots[i].used = true;
+		part->nused++;
+	}
+	*earlier = slots[i].version;
+	LWLockRelease(&part->lock);
+	return found;
+}
+
 /*
  * Note a row of a paged scan.  False when it was returned already,
  * unchanged (rows shifted forward: skip it).  A row that comes back changed
@@ -1018,14 +1103,7 @@ crm_check_seen(CrmScanState *st, json_t *obj)
 							 (int) json_string_length(updated));
 	key = (int64) json_integer_value(id);
 	if (st->shared_pages)
-	{
-		CrmSharedSeen *entry = dshash_find_or_insert(st->pseen, &key, &found);
-
-		if (!found)
-			entry->version = version;
-		earlier = entry->version;
-		dshash_release_lock(st->pseen, entry);
-	}
+		found = crm_shared_seen_insert(st, key, version, &earlier);
 	else
 	{
 		CrmSeenEntry *entry = crm_seen_insert(st->seen, key, &found);
@@ -1217,26 +1295,31 @@ crmEstimateDSMForeignScan(ForeignScanState *node, ParallelContext *pcxt)
 }
 
 /*
- * The shared set of rows seen.  It lives in the query's DSA, so its locks go
- * by that area's tranche: a tranche of its own would need an id from the
- * cluster-wide counter for every backend, never given back.
- */
-static const dshash_parameters crm_seen_params = {
-	sizeof(int64), sizeof(CrmSharedSeen), dshash_memcmp, dshash_memhash,
-	LWTRANCHE_PARALLEL_QUERY_DSA
-};
-
-/* Reset what the participants share, for a first run or a rescan. */
-/*
- * Reset what the participants share, for a first run or a rescan.  Without
- * a DSA (no dynamic shared memory could be had) no worker runs: the leader
- * then scans as in a serial plan.
+ * Reset what the participants share, for a first run or a rescan (which
+ * frees the last run's rows seen).  Without a DSA (no dynamic shared memory
+ * could be had) no worker runs: the leader then scans as in a serial plan.
+ * The partitions' locks live in the query's DSA segment, so they go by its
+ * tranche: one of their own would take an id from the cluster-wide counter
+ * for every backend, never given back.
  */
 static void
-crm_parallel_reset(CrmScanState *st, CrmParallelScan *ps, dsa_area *area)
+crm_parallel_reset(CrmScanState *st, CrmParallelScan *ps, dsa_area *area, bool rescan)
 {
+	int			i;
+
 	if (area == NULL)
 		return;
+	for (i = 0; i < CRM_SEEN_PARTITIONS; i++)
+	{
+		CrmSeenPartition *part = &ps->seen[i];
+
+		if (rescan && part->nslots > 0)
+			dsa_free(area, part->slots);
+		LWLockInitialize(&part->lock, LWTRANCHE_PARALLEL_QUERY_DSA);
+		part->slots = InvalidDsaPointer;
+		part->nslots = 0;
+		part->nused = 0;
+	}
 	SpinLockInit(&ps->mutex);
 	ps->next_page = 0;
 	ps->last_page = INT_MAX;
@@ -1244,9 +1327,8 @@ crm_parallel_reset(CrmScanState *st, CrmParallelScan *ps, dsa_area *area)
 	ps->pages_done = 0;
 	ps->rows_returned = 0;
 	ps->whole_claimed = false;
-	st->pseen = dshash_create(area, &crm_seen_params, NULL);
-	ps->seen = dshash_get_hash_table_handle(st->pseen);
 	st->pscan = ps;
+	st->area = area;
 }
 
 static void
@@ -1255,19 +1337,20 @@ crmInitializeDSMForeignScan(ForeignScanState *node, ParallelContext *pcxt, void 
 	CrmParallelScan *ps = (CrmParallelScan *) coordinate;
 
 	memset(&ps->stats, 0, sizeof(CrmHttpStats));
-	crm_parallel_reset((CrmScanState *) node->fdw_state, ps, node->ss.ps.state->es_query_dsa);
+	crm_parallel_reset((CrmScanState *) node->fdw_state, ps, node->ss.ps.state->es_query_dsa,
+					   false);
 }
 
-/* Before a rescan's workers start: the old ones are gone, so is their set. */
+/* Before a rescan's workers start: the old ones are gone, and their rows seen. */
 static void
 crmReInitializeDSMForeignScan(ForeignScanState *node, ParallelContext *pcxt, void *coordinate)
 {
 	CrmScanState *st = (CrmScanState *) node->fdw_state;
 
-	if (st->pseen == NULL)
+	if (st->pscan == NULL)
 		return;
-	dshash_destroy(st->pseen);
-	crm_parallel_reset(st, (CrmParallelScan *) coordinate, node->ss.ps.state->es_query_dsa);
+	crm_parallel_reset(st, (CrmParallelScan *) coordinate, node->ss.ps.state->es_query_dsa,
+					   true);
 }
 
 static void
@@ -1276,7 +1359,7 @@ crmInitializeWorkerForeignScan(ForeignScanState *node, shm_toc *toc, void *coord
 	CrmScanState *st = (CrmScanState *) node->fdw_state;
 	CrmParallelScan *ps = (CrmParallelScan *) coordinate;
 
-	st->pseen = dshash_attach(node->ss.ps.state->es_query_dsa, &crm_seen_params, ps->seen, NULL);
+	st->area = node->ss.ps.state->es_query_dsa;
 	st->pscan = ps;
 }
 

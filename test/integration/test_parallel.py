@@ -216,6 +216,26 @@ def test_parallel_scan_under_changes_is_complete_or_fails():
         assert outcomes["%s {'updates': 2, 'inserts': 2}" % order] == "40001", outcomes
 
 
+def test_rows_repeated_on_the_next_page_are_returned_once():
+    """Rows that a shift repeats, unchanged, on the next page (mock:
+    repeated_ids), with the pages spread over the participants: each row once,
+    all of them, and no error (5,000 rows: the shared set grows)."""
+    mock().reset(rows=5000)
+    try:
+        conn = parallel_conn()
+        try:
+            mock().config(repeated_ids=list(range(3, 5001, 7)))
+            assert is_parallel(conn, "SELECT id FROM remote.appointments")
+            ids = [r[0] for r in query(conn, "SELECT id FROM remote.appointments")]
+            assert len(ids) == len(set(ids)) == 5000, (len(ids), len(set(ids)))
+            explain = plan(conn, "SELECT id FROM remote.appointments")
+            assert "Workers Launched: 0" not in explain, explain
+        finally:
+            conn.close()
+    finally:
+        mock().reset()
+
+
 def test_row_in_no_page_fails_the_parallel_scan():
     """A row that moved past the scan between two pages is in no page while the
     listing's total still counts it (mock: unlisted_ids).  Pages of a parallel

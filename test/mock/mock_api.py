@@ -620,6 +620,7 @@ def default_config(rate_limit):
         "extra_fields": False,
         "envelope_notice": None,
         "unlisted_ids": [],
+        "repeated_ids": [],
         "json_escape_unicode": False,
         "timestamp_precision": "micro",
         "mutate_between_pages": None,
@@ -683,10 +684,10 @@ def validate_config_patch(patch):
         elif key == "envelope_notice":
             if v is not None and not isinstance(v, str):
                 raise ConfigError("envelope_notice must be a string or null")
-        elif key == "unlisted_ids":
+        elif key in ("unlisted_ids", "repeated_ids"):
             if not isinstance(v, list) or not all(isinstance(i, int) and not isinstance(i, bool)
                                                   for i in v):
-                raise ConfigError("unlisted_ids must be a list of integers")
+                raise ConfigError("%s must be a list of integers" % key)
         elif key == "mutate_between_pages":
             v = _validate_mbp(v)
         elif key == "fault":
@@ -1646,6 +1647,8 @@ class App:
             items = rows[off:off + per] if off < total else []
             if cfg["unlisted_ids"]:
                 items = [r for r in items if r["id"] not in cfg["unlisted_ids"]]
+            if cfg["repeated_ids"] and off < total:
+                items += [r for r in rows[max(0, off - per):off] if r["id"] in cfg["repeated_ids"]]
             pag = {"total": total, "per_page": per, "current_page": page,
                    "last_page": max(1, math.ceil(total / per)),
                    "from": off + 1 if items else None,

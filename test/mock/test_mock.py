@@ -558,6 +558,13 @@ class TestSwitches(MockTestCase):
         self.m.config(unlisted_ids=[])
         self.assertEqual(len(self.m.api("/appointments", {"per_page": 5})[2]["data"]), 5)
 
+    def test_repeated_ids(self):
+        self.m.config(repeated_ids=[2, 4, 7])
+        pages = [self.m.api("/appointments", {"per_page": 5, "page": p})[2] for p in (1, 2)]
+        self.assertEqual([r["id"] for r in pages[0]["data"]], [1, 2, 3, 4, 5])
+        self.assertEqual([r["id"] for r in pages[1]["data"]], [6, 7, 8, 9, 10, 2, 4])
+        self.assertEqual(pages[1]["pagination"]["total"], 500)
+
     def test_extra_fields(self):
         self.m.config(extra_fields=True)
         st, _, body = self.m.api("/appointments", {"per_page": 100})
