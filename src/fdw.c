@@ -57,7 +57,8 @@ enum FdwScanPrivateIndex
 	FdwScanPrivatePerPage,		/* Integer: per_page of list requests */
 	FdwScanPrivateSpecs,		/* List of spec Nodes, parallel to fdw_exprs */
 	FdwScanPrivateRetrievedAttrs,	/* List of Integer attnums to convert */
-	FdwScanPrivateReadAhead		/* Boolean: send the next page's request early */
+	FdwScanPrivateReadAhead,	/* Boolean: send the next page's request early */
+	FdwScanPrivateRows			/* Integer: rows the planner expects in all */
 };
 
 /* Planner state of one foreign relation (baserel->fdw_private). */
@@ -105,8 +106,9 @@ typedef struct CrmSeenEntry
 
 /*
  * The rows a parallel scan has returned, shared: CRM_SEEN_PARTITIONS open
- * addressing tables in the query's DSA, each under its own lock and doubled
- * when three quarters full, about 28 bytes a row (dshash took 96).
+ * addressing tables of 16-byte slots in the query's DSA, each under its own
+ * lock, sized for the planner's rows and doubled when three quarters full
+ * (dshash took about 96 bytes a row).
  */
 #define CRM_SEEN_PARTITIONS			64
 #define CRM_SEEN_MIN_SLOTS			64
@@ -126,6 +128,17 @@ typedef struct CrmSeenPartition
 	uint32		nused;
 } CrmSeenPartition;
 
+/* The slots a partition starts with for rows expected in all: no growth. */
+static uint32
+crm_seen_first_slots(double rows)
+{
+	uint32		nslots = CRM_SEEN_MIN_SLOTS;
+
+	while (nslots < (1U << 24) && nslots * 3.0 / 4 < rows / CRM_SEEN_PARTITIONS)
+		nslots *= 2;
+	return nslots;
+}
+
 /*
  * What the participants of a parallel scan share.  The pages of one paged
  * request are claimed one at a time; any other scan (several requests, or
@@ -141,6 +154,7 @@ typedef struct CrmParallelScan
 	int64		rows_returned;	/* by all participants, duplicates skipped */
 	bool		whole_claimed;
 	CrmHttpStats stats;			/* the workers', for the leader's EXPLAIN */
+	uint32		first_slots;	/* of a partition, from the planner's rows */
 	CrmSeenPartition seen[CRM_SEEN_PARTITIONS];
 } CrmParallelScan;
 
@@ -578,6 +592,7 @@ crmGetForeignPlan(PlannerInfo *root, RelOptInfo *baserel, Oid foreigntableid,
 	 * cost a request of the rate limit for nothing.
 	 */
 	fdw_private = lappend(fdw_private, makeBoolean(root->limit_tuples < 0));
+	fdw_private = lappend(fdw_private, makeInteger((int) Min(baserel->rows, PG_INT32_MAX)));
 
 	return make_foreignscan(tlist, local_exprs, baserel->relid, values,
 							fdw_private, NIL, NIL, outer_plan);
@@ -1016,11 +1031,16 @@ crm_fetch_next(CrmScanState *st)
 	return true;
 }
 
-/* Grow a partition of the shared rows seen to twice its slots (or its first). */
+/*
+ * Grow a partition of the shared rows seen to twice its slots, or to its
+ * first.  Freed slots are seldom reused (the next growth needs more), so
+ * sizing the first for the planner's rows keeps the memory touched near one
+ * table's.
+ */
 static void
-crm_shared_seen_grow(dsa_area *area, CrmSeenPartition *part)
+crm_shared_seen_grow(dsa_area *area, CrmParallelScan *ps, CrmSeenPartition *part)
 {
-	uint32		nslots = part->nslots == 0 ? CRM_SEEN_MIN_SLOTS : part->nslots * 2;
+	uint32		nslots = part->nslots == 0 ? ps->first_slots : part->nslots * 2;
 	dsa_pointer new = dsa_allocate_extended(area, sizeof(CrmSeenSlot) * (Size) nslots,
 											DSA_ALLOC_ZERO | DSA_ALLOC_HUGE);
 	CrmSeenSlot *to = dsa_get_address(area, new);
@@ -1062,7 +1082,7 @@ crm_shared_seen_insert(CrmScanState *st, int64 id, uint32 version, uint32 *earli
 
 	LWLockAcquire(&part->lock, LW_EXCLUSIVE);
 	if (part->nused >= part->nslots / 4 * 3)
-		crm_shared_seen_grow(st->area, part);
+		crm_shared_seen_grow(st->area, st->pscan, part);
 	slots = dsa_get_address(st->area, part->slots);
 	for (i = (hash / CRM_SEEN_PARTITIONS) & (part->nslots - 1);
 		 slots[i].used && slots[i].id != id; i = (i + 1) & (part->nslots - 1))
@@ -1335,8 +1355,11 @@ static void
 crmInitializeDSMForeignScan(ForeignScanState *node, ParallelContext *pcxt, void *coordinate)
 {
 	CrmParallelScan *ps = (CrmParallelScan *) coordinate;
+	ForeignScan *fsplan = (ForeignScan *) node->ss.ps.plan;
 
 	memset(&ps->stats, 0, sizeof(CrmHttpStats));
+	ps->first_slots = crm_seen_first_slots(intVal(list_nth(fsplan->fdw_private,
+														   FdwScanPrivateRows)));
 	crm_parallel_reset((CrmScanState *) node->fdw_state, ps, node->ss.ps.state->es_query_dsa,
 					   false);
 }

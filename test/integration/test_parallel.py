@@ -219,10 +219,12 @@ def test_parallel_scan_under_changes_is_complete_or_fails():
 def test_rows_repeated_on_the_next_page_are_returned_once():
     """Rows that a shift repeats, unchanged, on the next page (mock:
     repeated_ids), with the pages spread over the participants: each row once,
-    all of them, and no error (5,000 rows: the shared set grows)."""
-    mock().reset(rows=5000)
+    all of them, and no error.  ANALYZE saw 500 rows, the listing has 5,000:
+    the shared set, sized for 500, grows."""
+    mock().reset()
+    conn = parallel_conn()
     try:
-        conn = parallel_conn()
+        mock().reset(rows=5000)
         try:
             mock().config(repeated_ids=list(range(3, 5001, 7)))
             assert is_parallel(conn, "SELECT id FROM remote.appointments")
@@ -231,9 +233,9 @@ def test_rows_repeated_on_the_next_page_are_returned_once():
             explain = plan(conn, "SELECT id FROM remote.appointments")
             assert "Workers Launched: 0" not in explain, explain
         finally:
-            conn.close()
+            mock().reset()
     finally:
-        mock().reset()
+        conn.close()
 
 
 def test_row_in_no_page_fails_the_parallel_scan():
