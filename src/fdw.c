@@ -756,10 +756,14 @@ crm_start_requests(CrmScanState *st)
 	st->max_total = -1;
 	st->last_page_seen = 0;
 
-	/* One set for all streams: a row can move from one stream to another. */
+	/*
+	 * One set for all streams: a row can move from one stream to another.
+	 * Pages shared among participants use pscan's set instead.
+	 */
 	MemoryContextReset(st->seen_cxt);
 	st->seen = NULL;
-	if (st->requests != NIL && ((CrmRequest *) linitial(st->requests))->paged)
+	if (!st->shared_pages && st->requests != NIL &&
+		((CrmRequest *) linitial(st->requests))->paged)
 		st->seen = crm_seen_create(st->seen_cxt, 1024, NULL);
 }
 
@@ -826,7 +830,7 @@ crm_claim_page(CrmParallelScan *ps, bool ahead)
 
 /*
  * Tell the other participants what a page said: where the listing ends
- * (end, or -1) and its total (or -1).  In a parallel scan pages are read
+ * and its total.  In a parallel scan pages are read
  * in no particular order, so any change of the total may have moved a row
  * past a page already read.
  */
@@ -836,13 +840,12 @@ crm_shared_page_seen(CrmParallelScan *ps, int end, int64 total, const char *path
 	int64		earlier;
 
 	SpinLockAcquire(&ps->mutex);
-	if (end >= 0)
-		ps->last_page = Min(ps->last_page, end);
+	ps->last_page = Min(ps->last_page, end);
 	earlier = ps->total;
-	if (total >= 0 && earlier < 0)
+	if (earlier < 0)
 		ps->total = total;
 	SpinLockRelease(&ps->mutex);
-	if (total >= 0 && earlier >= 0 && total != earlier)
+	if (earlier >= 0 && total != earlier)
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 				 errmsg("remote listing changed while it was read"),
@@ -1002,10 +1005,8 @@ crm_fetch_next(CrmScanState *st)
 						 errhint("Set max_parallel_workers_per_gather to 0 for this query.")));
 			st->page_claimed = true;
 			crm_shared_page_seen(st->pscan,
-								 n == 0 ? st->page - 1 :
-								 page.has_pagination ? (int) Min(page.last_page, INT_MAX - 1) :
-								 n < (size_t) st->per_page ? st->page : -1,
-								 page.has_pagination ? page.total : -1, path);
+								 n == 0 ? st->page - 1 : (int) Min(page.last_page, INT_MAX - 1),
+								 page.total, path);
 			st->more_pages = true;
 			if (st->read_ahead && !ahead &&
 				(st->ahead_page = crm_claim_page(st->pscan, true)) > 0)
@@ -1154,7 +1155,7 @@ crm_next_row(CrmScanState *st, TupleTableSlot *slot)
 	{
 		json_t	   *obj = json_array_get(st->rows, st->row_index++);
 
-		if (st->seen && !crm_check_seen(st, obj))
+		if ((st->seen || st->shared_pages) && !crm_check_seen(st, obj))
 			return crm_next_row(st, slot);
 		crmJsonObjectToRow(obj, st->cols, st->ncols, st->col_values, st->col_nulls);
 		st->page_rows++;
@@ -1294,6 +1295,13 @@ crmExplainForeignScan(ForeignScanState *node, ExplainState *es)
 
 /* ---------- parallel scans ---------- */
 
+/* The options of the server of foreign table relid. */
+static void
+crm_table_server_options(Oid relid, CrmServerOptions *sopts)
+{
+	crmGetServerOptions(GetForeignServer(GetForeignTable(relid)->serverid), sopts);
+}
+
 /*
  * Each process's client-side rate limit is its own, so a server with one
  * would see it exceeded by the participants together: only without it may a
@@ -1304,7 +1312,7 @@ crmIsForeignScanParallelSafe(PlannerInfo *root, RelOptInfo *rel, RangeTblEntry *
 {
 	CrmServerOptions sopts;
 
-	crmGetServerOptions(GetForeignServer(GetForeignTable(rte->relid)->serverid), &sopts);
+	crm_table_server_options(rte->relid, &sopts);
 	return sopts.rate_limit_per_minute == 0;
 }
 
@@ -1443,7 +1451,7 @@ crm_acquire_sample_rows(Relation rel, int elevel, HeapTuple *rows, int targrows,
 	int			nsampled = 0;
 	int			i;
 
-	crmGetServerOptions(GetForeignServer(GetForeignTable(relid)->serverid), &sopts);
+	crm_table_server_options(relid, &sopts);
 	st->resource = crmGetTableResource(relid, &st->minutes);
 	st->per_page = sopts.page_size;
 	st->read_ahead = true;
@@ -1498,8 +1506,7 @@ crmAnalyzeForeignTable(Relation relation, AcquireSampleRowsFunc *func,
 	double		rows = relation->rd_rel->reltuples;
 
 	/* what inheritance ANALYZE weighs partitions by: pages of the listing */
-	crmGetServerOptions(GetForeignServer(GetForeignTable(RelationGetRelid(relation))->serverid),
-						&sopts);
+	crm_table_server_options(RelationGetRelid(relation), &sopts);
 	*func = crm_acquire_sample_rows;
 	*totalpages = rows > 0 ? (BlockNumber) Min(ceil(rows / sopts.page_size), MaxBlockNumber) : 1;
 	return true;

@@ -261,6 +261,28 @@ def test_row_in_no_page_fails_the_parallel_scan():
         conn.close()
 
 
+def test_listing_without_pagination_fails_only_in_parallel():
+    """Without pagination a parallel scan could not check that its rows add up:
+    it fails with HV00K naming the request, while the same query in one process
+    follows the pages by their size and returns every row."""
+    mock().reset()
+    conn = parallel_conn()
+    try:
+        assert is_parallel(conn, COUNT % "remote.appointments")
+        mock().config(omit_pagination=True)
+        try:
+            query(conn, COUNT % "remote.appointments")
+            raise AssertionError("no error")
+        except psycopg2.Error as e:
+            assert e.pgcode == "HV00K", (e.pgcode, error_text(e))
+            assert 'has no "pagination", which a parallel scan needs' in error_text(e), error_text(e)
+        execute(conn, "SET max_parallel_workers_per_gather = 0")
+        assert query(conn, COUNT % "remote.appointments") == [(500, 125250, 1, 500)]
+    finally:
+        mock().config(omit_pagination=False)
+        conn.close()
+
+
 def test_analyze_counts_the_rows():
     """ANALYZE reads the whole listing: reltuples is the number of rows, the
     columns get statistics, and the planner's estimate follows them.  Before

@@ -618,6 +618,7 @@ def default_config(rate_limit):
         "money_as_number": False,
         "datetime_format": "micro_z",
         "extra_fields": False,
+        "omit_pagination": False,
         "envelope_notice": None,
         "unlisted_ids": [],
         "repeated_ids": [],
@@ -658,7 +659,7 @@ def validate_config_patch(patch):
     for key, v in patch.items():
         if key in ("fault_state", "now"):          # read-only, ignored
             continue
-        if key in ("after_strict", "money_as_number", "extra_fields",
+        if key in ("after_strict", "money_as_number", "extra_fields", "omit_pagination",
                    "json_escape_unicode", "rate_limit_headers"):
             if not isinstance(v, bool):
                 raise ConfigError("%s must be true or false" % key)
@@ -1656,8 +1657,12 @@ class App:
             if extra:
                 pag["path"] = "http://127.0.0.1/api/crm/appointments"
                 pag["has_more"] = page < pag["last_page"]
-            body = '{"success":true,"data":[%s],"pagination":%s%s}' % (
-                ",".join(st.row_json(r, v) for r in items), dumps(pag, esc), env_extra)
+            if cfg["omit_pagination"]:
+                body = '{"success":true,"data":[%s]%s}' % (
+                    ",".join(st.row_json(r, v) for r in items), env_extra)
+            else:
+                body = '{"success":true,"data":[%s],"pagination":%s%s}' % (
+                    ",".join(st.row_json(r, v) for r in items), dumps(pag, esc), env_extra)
             self._between_pages()
         elif kind == "recent":
             errors = {}

@@ -558,6 +558,12 @@ class TestSwitches(MockTestCase):
         self.m.config(unlisted_ids=[])
         self.assertEqual(len(self.m.api("/appointments", {"per_page": 5})[2]["data"]), 5)
 
+    def test_omit_pagination(self):
+        self.m.config(omit_pagination=True)
+        body = self.m.api("/appointments", {"per_page": 5})[2]
+        self.assertNotIn("pagination", body)
+        self.assertEqual(len(body["data"]), 5)
+
     def test_repeated_ids(self):
         self.m.config(repeated_ids=[2, 4, 7])
         pages = [self.m.api("/appointments", {"per_page": 5, "page": p})[2] for p in (1, 2)]
