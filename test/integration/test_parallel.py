@@ -9,7 +9,8 @@ import psycopg2
 
 import helpers
 import test_results
-from helpers import MockProcess, create_server, error_text, execute, mock, query, scalar
+from helpers import (MockProcess, create_server, error_text, execute, expect_error, mock,
+                     query, scalar)
 
 PARALLEL = {"parallel_setup_cost": "0", "parallel_tuple_cost": "0",
             "max_parallel_workers_per_gather": "2"}
@@ -164,13 +165,10 @@ def test_worker_error_is_the_scan_error():
             for k, v in settings.items():
                 execute(conn, "SET %s = %s" % (k, v))
             mock().config(fault={"mode": "invalid_json", "after": 2, "count": 1})
-            try:
-                query(conn, COUNT % "remote.appointments")
-                raise AssertionError("no error with %s" % settings)
-            except psycopg2.Error as e:
-                assert e.pgcode == "HV00K", (settings, e.pgcode, error_text(e))
-                assert ("invalid JSON in response from /appointments?per_page=100&page="
-                        in error_text(e)), error_text(e)
+            e = expect_error(conn, COUNT % "remote.appointments")
+            assert e.pgcode == "HV00K", (settings, e.pgcode, error_text(e))
+            assert ("invalid JSON in response from /appointments?per_page=100&page="
+                    in error_text(e)), error_text(e)
             mock().config(fault=None)
         assert query(conn, COUNT % "remote.appointments")[0][0] == 500
     finally:
@@ -249,12 +247,9 @@ def test_row_in_no_page_fails_the_parallel_scan():
     try:
         assert is_parallel(conn, COUNT % "remote.appointments")
         mock().config(unlisted_ids=[250])
-        try:
-            query(conn, COUNT % "remote.appointments")
-            raise AssertionError("no error")
-        except psycopg2.Error as e:
-            assert e.pgcode == "40001", (e.pgcode, error_text(e))
-            assert "499 different rows where the listing reports 500" in error_text(e), error_text(e)
+        e = expect_error(conn, COUNT % "remote.appointments")
+        assert e.pgcode == "40001", (e.pgcode, error_text(e))
+        assert "499 different rows where the listing reports 500" in error_text(e), error_text(e)
         assert len(query(conn, "SELECT id FROM remote.appointments LIMIT 10")) == 10
     finally:
         mock().config(unlisted_ids=[])
@@ -270,12 +265,9 @@ def test_listing_without_pagination_fails_only_in_parallel():
     try:
         assert is_parallel(conn, COUNT % "remote.appointments")
         mock().config(omit_pagination=True)
-        try:
-            query(conn, COUNT % "remote.appointments")
-            raise AssertionError("no error")
-        except psycopg2.Error as e:
-            assert e.pgcode == "HV00K", (e.pgcode, error_text(e))
-            assert 'has no "pagination", which a parallel scan needs' in error_text(e), error_text(e)
+        e = expect_error(conn, COUNT % "remote.appointments")
+        assert e.pgcode == "HV00K", (e.pgcode, error_text(e))
+        assert 'has no "pagination", which a parallel scan needs' in error_text(e), error_text(e)
         execute(conn, "SET max_parallel_workers_per_gather = 0")
         assert query(conn, COUNT % "remote.appointments") == [(500, 125250, 1, 500)]
     finally:
