@@ -67,7 +67,9 @@ def test_wrong_types_name_column_and_value():
         for table, column, value in (("typed_loose", "duration_minutes", "lots"),
                                      ("fit_export", "duration_minutes", "lots"),
                                      ("fit_list", "appointment_date", "not-a-date")):
-            mock().config(fault={"mode": "wrong_types", "count": 1})
+            # every response (count -1): a page the last scan requested ahead
+            # and abandoned may reach the mock after this and take a one-off fault
+            mock().config(fault={"mode": "wrong_types", "count": -1})
             e = expect_error(conn, "SELECT %s FROM %s" % (column, table))
             assert e.pgcode and e.pgcode[:2] in ("22", "HV"), (e.pgcode, str(e))
             check_names(e, column, "", '"%s"' % value)
@@ -75,6 +77,7 @@ def test_wrong_types_name_column_and_value():
             assert re.search(r'appointment id (unknown|"?abc"?)\b', e.diag.context or ""), \
                 "%s: the error names a wrong appointment id: %s" % (table, e.diag.context)
     finally:
+        mock().config(fault=None)
         conn.close()
 
 
