@@ -162,6 +162,9 @@ def test_read_ahead_is_dropped_with_its_scan():
             cur.execute("DECLARE c NO SCROLL CURSOR FOR SELECT id, status FROM remote.appointments")
             cur.execute("FETCH 1 FROM c")
             assert cur.fetchone() is not None
+            # page 2's request is sent, though the mock may not have logged it yet
+            helpers.wait_until(lambda: len(mock().log()) >= 2, timeout=5,
+                               what="the request of page 2 sent ahead")
             pages = [e["query"].get("page") for e in mock().log()]
             assert pages == [["1"], ["2"]], "expected page 1 read and page 2 sent ahead, got %r" % pages
             cur.execute("CLOSE c")

@@ -277,6 +277,34 @@ def test_listing_without_pagination_fails_only_in_parallel():
         conn.close()
 
 
+def test_workers_planned_follow_the_pages():
+    """The workers a parallel scan plans, by the pages that ANALYZE's row
+    count makes at the server's page_size: none below 4 pages, the first at
+    4, one more each time the pages triple (12, 36), never more than
+    max_parallel_workers_per_gather."""
+    conn = db().connect(**PARALLEL)
+    try:
+        create_server(conn, "sized", helpers.env("CRM_MOCK_URL"), schema="sized")
+        for rows, cases in ((300, ((100, 4, 0), (75, 4, 1))),
+                            (1000, ((91, 4, 1), (84, 4, 2), (29, 4, 2), (28, 4, 3),
+                                    (28, 2, 2)))):
+            mock().reset(rows=rows)
+            execute(conn, "ANALYZE sized.appointments")
+            for page_size, cap, workers in cases:
+                execute(conn, "ALTER SERVER sized OPTIONS (ADD page_size '%d')" % page_size)
+                execute(conn, "SET max_parallel_workers_per_gather = %d" % cap)
+                explain = "\n".join(r[0] for r in query(
+                    conn, "EXPLAIN (COSTS OFF) " + COUNT % "sized.appointments"))
+                planned = [int(line.split(":")[1]) for line in explain.splitlines()
+                           if "Workers Planned" in line]
+                assert planned == ([workers] if workers else []), (rows, page_size, cap, explain)
+                assert ("Parallel Foreign Scan" in explain) == (workers > 0), explain
+                execute(conn, "ALTER SERVER sized OPTIONS (DROP page_size)")
+    finally:
+        mock().reset()
+        conn.close()
+
+
 def test_analyze_counts_the_rows():
     """ANALYZE reads the whole listing: reltuples is the number of rows, the
     columns get statistics, and the planner's estimate follows them.  Before
