@@ -167,6 +167,50 @@ def test_terminated_fetcher_fails_its_sync_with_a_pointer_to_the_log():
         conn.close()
 
 
+def test_fetcher_cancelled_with_a_full_queue_fails_its_sync_cleanly():
+    """pg_cancel_backend of the fetcher while it waits for room in a full
+    queue (the sync's store made slow by a trigger), so the page it is
+    sending is cut in two: the sync fails with "stopped before the last page"
+    (not with a garbled page or a hang), the log has the cancel, the server
+    does not restart, the batch stored before stays, and the next sync
+    completes exactly."""
+    with MockProcess(rows=6000, seed=19) as mp, sh.SyncDB("fetchercancel") as db:
+        conn = db.connect()
+        started = scalar(conn, "SELECT pg_postmaster_start_time()")
+        sh.add_server(conn, "kq", mp.url)
+        execute(conn, """
+            CREATE FUNCTION public.slow_store() RETURNS trigger LANGUAGE plpgsql AS
+            $$ BEGIN PERFORM pg_sleep(2); RETURN NULL; END $$""")
+        execute(conn, "CREATE TRIGGER slow_store AFTER INSERT ON crm.appointments "
+                      "FOR EACH STATEMENT EXECUTE FUNCTION public.slow_store()")
+        offset = helpers.log_size()
+        t = sh.start_sync(db, "kq")
+        try:
+            fetcher = wait_until(lambda: fetcher_pids(conn, db.name), timeout=10,
+                                 what="the fetcher")[0]
+            wait_until(lambda: scalar(conn, "SELECT wait_event FROM pg_stat_activity "
+                                            "WHERE pid = %s", (fetcher,)) == "MessageQueueSend",
+                       timeout=10, what="the fetcher to wait on a full queue")
+            assert scalar(conn, "SELECT pg_cancel_backend(%s)", (fetcher,))
+            t.wait(30)
+        finally:
+            t.close()
+        assert t.error is None, t.error
+        run = t.rows[0]
+        assert run["status"] == "failed", run
+        assert 'the crm_fdw fetcher of server "kq" stopped before the last page' in run["error_message"], run
+        assert "the server log says why it stopped" in run["error_detail"], run
+        log = helpers.read_log_since(offset)
+        assert "canceling statement due to user request" in log, log[-2000:]
+        assert scalar(conn, "SELECT pg_postmaster_start_time()") == started, "the server restarted"
+        stored = scalar(conn, "SELECT count(*) FROM crm.appointments WHERE server_name = 'kq'")
+        assert stored > 0 and stored % 1000 == 0, "stored %d rows: not whole batches" % stored
+        execute(conn, "DROP TRIGGER slow_store ON crm.appointments")
+        sh.sync_ok(conn, "kq")
+        sh.assert_synced(conn, "kq", mp.mock, "after the fetcher was cancelled")
+        conn.close()
+
+
 def _walk_then_retry_under_a_limit(db_name, client_limit, headers):
     """A sync whose walk (3 pages, read by the fetcher) uses up a limit of 3
     requests a minute, then retries a failed row by id (in the sync worker;
