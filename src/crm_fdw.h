@@ -208,7 +208,6 @@ typedef enum CrmField
 {
 	CRM_FIELD_NONE,
 	CRM_FIELD_DATE,				/* appointment_date: start_date/end_date */
-	CRM_FIELD_DATETIME,			/* appointment_datetime: widened date range */
 	CRM_FIELD_STATUS,
 	CRM_FIELD_LOCATION,
 	CRM_FIELD_ENQUIRY_TYPE,

@@ -140,9 +140,8 @@ crm_seen_first_slots(double rows)
 }
 
 /*
- * What the participants of a parallel scan share.  The pages of one paged
- * request are claimed one at a time; any other scan (several requests, or
- * one without pages) is run whole by the participant that claims it first.
+ * What the participants of a parallel scan share: the pages of its one
+ * listing are claimed one at a time.
  */
 typedef struct CrmParallelScan
 {
@@ -152,7 +151,6 @@ typedef struct CrmParallelScan
 	int64		total;			/* pagination.total, -1 until a page tells */
 	int			pages_done;		/* claimed pages whose rows were all returned */
 	int64		rows_returned;	/* by all participants, duplicates skipped */
-	bool		whole_claimed;
 	CrmHttpStats stats;			/* the workers', for the leader's EXPLAIN */
 	uint32		first_slots;	/* of a partition, from the planner's rows */
 	CrmSeenPartition seen[CRM_SEEN_PARTITIONS];
@@ -192,6 +190,7 @@ typedef struct CrmScanState
 	crm_seen_hash *seen;		/* paged scans: rows returned so far */
 	MemoryContext seen_cxt;
 	int64		max_total;		/* largest pagination.total of this stream */
+	int64		first_total;	/* pagination.total of its first page, or -1 */
 	int64		last_page_seen; /* pagination.last_page of its latest page */
 	char	   *cur_path;		/* the request of the current page, for messages */
 
@@ -200,7 +199,8 @@ typedef struct CrmScanState
 	bool		shared_pages;	/* this (re)scan claims pages from pscan */
 	int			ahead_page;		/* claimed and sent ahead, or 0 */
 	bool		page_claimed;	/* the current page is one of pscan's */
-	int64		page_rows;		/* rows of it returned so far */
+	int64		rows_returned;	/* of the claimed page (parallel) or of the
+								 * stream (serial), duplicates skipped */
 	bool		sampling;		/* ANALYZE: a changing listing is no error */
 
 	CrmHttpStats stats;
@@ -720,33 +720,19 @@ crm_build_scan_requests(CrmScanState *st, ForeignScanState *node)
 }
 
 /*
- * Start walking st->requests.  In a parallel scan, a single paged request
- * shares its pages among the participants; anything else is run whole by
- * the first participant to get here.
+ * Start walking st->requests.  A parallel plan is made for one paged
+ * listing (crm_add_partial_path: no id lookups, one value per filter), whose
+ * pages the participants share; a contradiction makes no request at all.
  */
 static void
 crm_start_requests(CrmScanState *st)
 {
-	st->shared_pages = false;
+	Assert(st->pscan == NULL || st->requests == NIL ||
+		   (list_length(st->requests) == 1 && ((CrmRequest *) linitial(st->requests))->paged));
+	st->shared_pages = st->pscan != NULL && st->requests != NIL;
 	st->ahead_page = 0;
 	st->page_claimed = false;
-	st->page_rows = 0;
-	if (st->pscan != NULL)
-	{
-		if (list_length(st->requests) == 1 && ((CrmRequest *) linitial(st->requests))->paged)
-			st->shared_pages = true;
-		else
-		{
-			bool		mine;
-
-			SpinLockAcquire(&st->pscan->mutex);
-			mine = !st->pscan->whole_claimed;
-			st->pscan->whole_claimed = true;
-			SpinLockRelease(&st->pscan->mutex);
-			if (!mine)
-				st->requests = NIL;
-		}
-	}
+	st->rows_returned = 0;
 	st->requests_built = true;
 	st->cur_request = list_head(st->requests);
 	st->page = 0;
@@ -754,11 +740,12 @@ crm_start_requests(CrmScanState *st)
 	st->rows = NULL;
 	st->csv = NULL;
 	st->max_total = -1;
+	st->first_total = -1;
 	st->last_page_seen = 0;
 
 	/*
-	 * One set for all streams: a row can move from one stream to another.
-	 * Pages shared among participants use pscan's set instead.
+	 * A scan has one paged stream at most (pushdown.c sends one value per
+	 * filter).  Pages shared among participants use pscan's set instead.
 	 */
 	MemoryContextReset(st->seen_cxt);
 	st->seen = NULL;
@@ -870,14 +857,14 @@ crm_finish_page(CrmScanState *st, const char *path)
 	int64		rows;
 
 	SpinLockAcquire(&ps->mutex);
-	ps->rows_returned += st->page_rows;
+	ps->rows_returned += st->rows_returned;
 	ps->pages_done++;
 	last = ps->pages_done == ps->next_page && ps->next_page >= ps->last_page;
 	total = ps->total;
 	rows = ps->rows_returned;
 	SpinLockRelease(&ps->mutex);
 	st->page_claimed = false;
-	st->page_rows = 0;
+	st->rows_returned = 0;
 	if (last && total >= 0 && rows != total)
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
@@ -885,6 +872,29 @@ crm_finish_page(CrmScanState *st, const char *path)
 				 errdetail("The pages of GET %s held " INT64_FORMAT " different rows where the listing reports " INT64_FORMAT ", so rows may have moved past the scan.",
 						   path, rows, total),
 				 errhint("Run the query again.")));
+}
+
+/*
+ * At the end of a serial walk of a paged listing.  A row that an update
+ * moved from a page not yet read to one read already is in no page, and the
+ * row it pushed over the boundary comes back unchanged (skipped as a
+ * repeat).  The listing's total does not change, so only a count shows it:
+ * the walk must have returned as many rows as its first page's total (rows
+ * inserted meanwhile raise the total, rows removed lowered it and failed
+ * the walk already).
+ */
+static void
+crm_check_walk_complete(CrmScanState *st, const char *path)
+{
+	if (st->shared_pages || st->first_total < 0 || st->sampling ||
+		st->rows_returned >= st->first_total)
+		return;
+	ereport(ERROR,
+			(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+			 errmsg("remote listing changed while it was read"),
+			 errdetail("The pages of GET %s held " INT64_FORMAT " different rows where its first page reported " INT64_FORMAT ", so rows may have moved past the scan.",
+					   path, st->rows_returned, st->first_total),
+			 errhint("Run the query again.")));
 }
 
 /*
@@ -920,10 +930,13 @@ crm_fetch_next(CrmScanState *st)
 			if (next > 0)
 				break;
 		}
+		crm_check_walk_complete(st, ((CrmRequest *) lfirst(st->cur_request))->path);
 		st->cur_request = lnext(st->requests, st->cur_request);
 		st->page = 0;
 		st->more_pages = true;
 		st->max_total = -1;
+		st->first_total = -1;
+		st->rows_returned = 0;
 		st->last_page_seen = 0;
 	}
 	req = (CrmRequest *) lfirst(st->cur_request);
@@ -1022,6 +1035,8 @@ crm_fetch_next(CrmScanState *st)
 						 errdetail("GET %s reports " INT64_FORMAT " rows where an earlier page reported " INT64_FORMAT ", so rows may have moved past the scan.",
 								   path, page.total, st->max_total),
 						 errhint("Run the query again.")));
+			if (st->first_total < 0)
+				st->first_total = page.total;
 			st->max_total = Max(st->max_total, page.total);
 			st->last_page_seen = page.last_page;
 		}
@@ -1158,7 +1173,7 @@ crm_next_row(CrmScanState *st, TupleTableSlot *slot)
 		if ((st->seen || st->shared_pages) && !crm_check_seen(st, obj))
 			return crm_next_row(st, slot);
 		crmJsonObjectToRow(obj, st->cols, st->ncols, st->col_values, st->col_nulls);
-		st->page_rows++;
+		st->rows_returned++;
 	}
 	else if (st->csv && st->csv_row)
 	{
@@ -1354,7 +1369,6 @@ crm_parallel_reset(CrmScanState *st, CrmParallelScan *ps, dsa_area *area, bool r
 	ps->total = -1;
 	ps->pages_done = 0;
 	ps->rows_returned = 0;
-	ps->whole_claimed = false;
 	st->pscan = ps;
 	st->area = area;
 }

@@ -61,50 +61,72 @@ static const CrmEnumFilter crm_enum_filters[] = {
 #define CRM_NUM_ENUM_FILTERS lengthof(crm_enum_filters)
 
 /*
- * The API filter that a column of a table of resource stands for.  A domain
- * stands for what its base type does: its column is compared with the base
- * type's operators (crm_strategy_op refuses others), and its constraints only
+ * Does a value of type typid stand for field's values?  A domain stands for
+ * what its base type does: its column is compared with the base type's
+ * operators (crm_strategy_op refuses others), and its constraints only
  * restrict which values it holds.
+ */
+static bool
+crm_field_type_ok(CrmField field, Oid typid)
+{
+	typid = getBaseType(typid);
+	switch (field)
+	{
+		case CRM_FIELD_DATE:
+		case CRM_FIELD_PERIOD_START:
+		case CRM_FIELD_PERIOD_END:
+			return typid == DATEOID;
+		case CRM_FIELD_CREATED:
+		case CRM_FIELD_UPDATED:
+			return typid == TIMESTAMPTZOID;
+		case CRM_FIELD_STATUS:
+		case CRM_FIELD_LOCATION:
+		case CRM_FIELD_ENQUIRY_TYPE:
+			return typid == TEXTOID || typid == VARCHAROID;
+		case CRM_FIELD_ID:
+			return typid == INT8OID || typid == INT4OID || typid == INT2OID;
+		case CRM_FIELD_NONE:
+			break;
+	}
+	return false;
+}
+
+/*
+ * The API filter that a column of a table of resource stands for.
+ * appointment_datetime stands for none: start_date and end_date filter on
+ * appointment_date, and nothing promises the two agree (either may be null).
  */
 CrmField
 crmColumnField(CrmResource resource, const char *json_path, Oid typid)
 {
-	bool		is_text;
-
-	typid = getBaseType(typid);
-	is_text = (typid == TEXTOID || typid == VARCHAROID);
+	CrmField	field = CRM_FIELD_NONE;
 
 	if (resource == CRM_RESOURCE_STATS)
 	{
-		if (typid == DATEOID && strcmp(json_path, "period.start_date") == 0)
-			return CRM_FIELD_PERIOD_START;
-		if (typid == DATEOID && strcmp(json_path, "period.end_date") == 0)
-			return CRM_FIELD_PERIOD_END;
-		return CRM_FIELD_NONE;
+		if (strcmp(json_path, "period.start_date") == 0)
+			field = CRM_FIELD_PERIOD_START;
+		else if (strcmp(json_path, "period.end_date") == 0)
+			field = CRM_FIELD_PERIOD_END;
 	}
-	if (resource == CRM_RESOURCE_RECENT)
-		return CRM_FIELD_NONE;
-
-	if (typid == DATEOID && strcmp(json_path, "appointment_date") == 0)
-		return CRM_FIELD_DATE;
-	if (typid == TIMESTAMPTZOID && strcmp(json_path, "appointment_datetime") == 0)
-		return CRM_FIELD_DATETIME;
-	if (typid == TIMESTAMPTZOID && strcmp(json_path, "created_at") == 0)
-		return CRM_FIELD_CREATED;
-	if (typid == TIMESTAMPTZOID && strcmp(json_path, "updated_at") == 0)
-		return CRM_FIELD_UPDATED;
-	if (is_text && strcmp(json_path, "status") == 0)
-		return CRM_FIELD_STATUS;
-	if (is_text && strcmp(json_path, "location") == 0)
-		return CRM_FIELD_LOCATION;
-	if (is_text && strcmp(json_path, "enquiry_type") == 0)
-		return CRM_FIELD_ENQUIRY_TYPE;
-	/* The export has no id filter; only the list resource can GET by id. */
-	if (resource == CRM_RESOURCE_APPOINTMENTS &&
-		(typid == INT8OID || typid == INT4OID || typid == INT2OID) &&
-		strcmp(json_path, "id") == 0)
-		return CRM_FIELD_ID;
-	return CRM_FIELD_NONE;
+	else if (resource != CRM_RESOURCE_RECENT)
+	{
+		if (strcmp(json_path, "appointment_date") == 0)
+			field = CRM_FIELD_DATE;
+		else if (strcmp(json_path, "created_at") == 0)
+			field = CRM_FIELD_CREATED;
+		else if (strcmp(json_path, "updated_at") == 0)
+			field = CRM_FIELD_UPDATED;
+		else if (strcmp(json_path, "status") == 0)
+			field = CRM_FIELD_STATUS;
+		else if (strcmp(json_path, "location") == 0)
+			field = CRM_FIELD_LOCATION;
+		else if (strcmp(json_path, "enquiry_type") == 0)
+			field = CRM_FIELD_ENQUIRY_TYPE;
+		/* The export has no id filter; only the list resource can GET by id. */
+		else if (resource == CRM_RESOURCE_APPOINTMENTS && strcmp(json_path, "id") == 0)
+			field = CRM_FIELD_ID;
+	}
+	return crm_field_type_ok(field, typid) ? field : CRM_FIELD_NONE;
 }
 
 /* Is op (strategy already resolved) meaningful for field? */
@@ -114,11 +136,17 @@ crm_op_allowed(CrmField field, CrmOp op)
 	switch (field)
 	{
 		case CRM_FIELD_DATE:
-		case CRM_FIELD_DATETIME:
 			return op != CRM_OP_IN;
+
+			/*
+			 * One value only: a request per value of an IN list would lose a
+			 * row whose value changes between two of them, as it moves from a
+			 * listing not yet read to one read already.
+			 */
 		case CRM_FIELD_STATUS:
 		case CRM_FIELD_LOCATION:
 		case CRM_FIELD_ENQUIRY_TYPE:
+			return op == CRM_OP_EQ;
 		case CRM_FIELD_ID:
 			return op == CRM_OP_EQ || op == CRM_OP_IN;
 		case CRM_FIELD_CREATED:
@@ -297,7 +325,12 @@ crmPushableCondition(PlannerInfo *root, RelOptInfo *baserel,
 	if (OidIsValid(collid) && collid != DEFAULT_COLLATION_OID &&
 		!get_collation_isdeterministic(collid))
 		return false;
-	if (!crm_op_allowed(field, op) || !crm_value_ok(root, baserel, value))
+	/*
+	 * A binary-compatible cast may have made the column another type (id::oid
+	 * = 42, which PostgreSQL compares as oid): not the filter's values then.
+	 */
+	if (!crm_field_type_ok(field, exprType(colexpr)) ||
+		!crm_op_allowed(field, op) || !crm_value_ok(root, baserel, value))
 		return false;
 
 	/* Ids are evaluated as bigint whatever the integer type of the value. */
@@ -364,17 +397,6 @@ crm_lower_hi(CrmFilterSet *fs, DateADT d)
 	if (!fs->has_hi || d < fs->hi)
 		fs->hi = d;
 	fs->has_hi = true;
-}
-
-/* The UTC calendar day of a timestamptz. */
-static DateADT
-crm_utc_day(TimestampTz ts)
-{
-	TimestampTz days = ts / USECS_PER_DAY;
-
-	if (ts < 0 && ts % USECS_PER_DAY != 0)
-		days--;
-	return (DateADT) days;
 }
 
 /*
@@ -565,21 +587,6 @@ crm_fold_condition(CrmFilterSet *fs, CrmField field, CrmOp op, CrmPushValue *v)
 					crm_lower_hi(fs, d - 1);
 				return;
 			}
-		case CRM_FIELD_DATETIME:
-			{
-				TimestampTz ts = DatumGetTimestampTz(v->value);
-				DateADT		d;
-
-				if (TIMESTAMP_NOT_FINITE(ts))
-					return;
-				/* appointment_date is the remote's local day: allow a day either side. */
-				d = crm_utc_day(ts);
-				if (op != CRM_OP_LT && op != CRM_OP_LE)
-					crm_raise_lo(fs, d - 1);
-				if (op != CRM_OP_GT && op != CRM_OP_GE)
-					crm_lower_hi(fs, d + 1);
-				return;
-			}
 		case CRM_FIELD_CREATED:
 		case CRM_FIELD_UPDATED:
 			{
@@ -702,38 +709,15 @@ crm_make_request(const char *path, bool paged, bool allow_404)
 	return r;
 }
 
-/*
- * Append one request per combination of the enum filters' values, starting
- * from filter i with the query built so far in prefix.
- */
-static List *
-crm_fan_out(List *requests, CrmFilterSet *fs, int i, const char *prefix,
-			const char *suffix, bool paged)
+/* The enum filters' parameters: one value each (crm_op_allowed) or none. */
+static void
+crm_append_enum_params(StringInfo buf, CrmFilterSet *fs)
 {
-	ListCell   *lc;
+	int			i;
 
-	if (i == CRM_NUM_ENUM_FILTERS)
-	{
-		StringInfoData buf;
-
-		initStringInfo(&buf);
-		appendStringInfoString(&buf, prefix);
-		if (*suffix)
-			appendStringInfo(&buf, "%c%s", strchr(prefix, '?') ? '&' : '?', suffix);
-		return lappend(requests, crm_make_request(buf.data, paged, false));
-	}
-	if (!fs->enum_constrained[i] || fs->enum_unpushable[i])
-		return crm_fan_out(requests, fs, i + 1, prefix, suffix, paged);
-	foreach(lc, fs->enum_values[i])
-	{
-		StringInfoData buf;
-
-		initStringInfo(&buf);
-		appendStringInfoString(&buf, prefix);
-		crm_append_param(&buf, crm_enum_filters[i].param, lfirst(lc));
-		requests = crm_fan_out(requests, fs, i + 1, buf.data, suffix, paged);
-	}
-	return requests;
+	for (i = 0; i < CRM_NUM_ENUM_FILTERS; i++)
+		if (fs->enum_constrained[i] && !fs->enum_unpushable[i])
+			crm_append_param(buf, crm_enum_filters[i].param, linitial(fs->enum_values[i]));
 }
 
 /* The query parameter(s) a condition becomes, for EXPLAIN templates. */
@@ -743,7 +727,6 @@ crm_param_label(CrmField field, CrmOp op)
 	switch (field)
 	{
 		case CRM_FIELD_DATE:
-		case CRM_FIELD_DATETIME:
 			return op == CRM_OP_EQ ? "start_date,end_date" :
 				(op == CRM_OP_GT || op == CRM_OP_GE) ? "start_date" : "end_date";
 		case CRM_FIELD_PERIOD_START:
@@ -779,7 +762,7 @@ crmBuildRequests(CrmResource resource, int minutes, int per_page,
 {
 	CrmFilterSet fs;
 	StringInfoData base;
-	char		suffix[32] = "";
+	char		per_page_value[16];
 	ListCell   *lc;
 	int			i = 0;
 	bool		all_known = true;
@@ -800,8 +783,7 @@ crmBuildRequests(CrmResource resource, int minutes, int per_page,
 	appendStringInfoString(&base, resource == CRM_RESOURCE_STATS ? "/appointments/stats" :
 						   resource == CRM_RESOURCE_EXPORT ? "/appointments/export" :
 						   "/appointments");
-	if (resource == CRM_RESOURCE_APPOINTMENTS)
-		snprintf(suffix, sizeof(suffix), "per_page=%d", per_page);
+	snprintf(per_page_value, sizeof(per_page_value), "%d", per_page);
 
 	if (!all_known)
 	{
@@ -836,14 +818,13 @@ crmBuildRequests(CrmResource resource, int minutes, int per_page,
 				CrmPushValue *v = &values[i++];
 
 				crmSpecFromNode(lfirst(lc), &field, &op);
-				appendStringInfo(&base, "%c%s=%s%s%s",
+				appendStringInfo(&base, "%c%s={%s}",
 								 strchr(base.data, '?') ? '&' : '?',
 								 crm_param_label(field, op),
-								 op == CRM_OP_IN ? "{each of " : "{",
-								 v->known ? "const" : v->display, "}");
+								 v->known ? "const" : v->display);
 			}
-			if (*suffix)
-				appendStringInfo(&base, "%c%s", strchr(base.data, '?') ? '&' : '?', suffix);
+			if (resource == CRM_RESOURCE_APPOINTMENTS)
+				crm_append_param(&base, "per_page", per_page_value);
 		}
 		return list_make1(crm_make_request(base.data, !by_id && resource == CRM_RESOURCE_APPOINTMENTS,
 										   by_id));
@@ -889,6 +870,8 @@ crmBuildRequests(CrmResource resource, int minutes, int per_page,
 		crmAppendTimestampParam(&base, "created_after", fs.created_after);
 	if (fs.has_updated)
 		crmAppendTimestampParam(&base, "updated_after", fs.updated_after);
-	return crm_fan_out(NIL, &fs, 0, base.data, suffix,
-					   resource == CRM_RESOURCE_APPOINTMENTS);
+	crm_append_enum_params(&base, &fs);
+	if (resource == CRM_RESOURCE_APPOINTMENTS)
+		crm_append_param(&base, "per_page", per_page_value);
+	return list_make1(crm_make_request(base.data, resource == CRM_RESOURCE_APPOINTMENTS, false));
 }

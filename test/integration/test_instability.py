@@ -2,6 +2,8 @@
 contract's unstable order): the result is complete and has no row twice, or
 the scan fails with SQLSTATE 40001 -- never a short or doubled result."""
 
+import json
+
 import psycopg2
 
 from helpers import MockProcess, create_server, error_text, module_db, query
@@ -44,5 +46,42 @@ def test_scan_under_changes_is_complete_or_fails():
         # updates move rows only when the order is by updated_at: that scan
         # must have noticed
         assert outcomes["updated_asc {'updates': 3, 'inserts': 0}"] == "40001", outcomes
+    finally:
+        conn.close()
+
+
+def test_row_moved_to_a_page_read_already_fails_the_scan():
+    """Newest appointment first (an order the contract names): a row of page 4
+    rescheduled later moves to page 1 after the scan has read it.  The moved
+    row is in no page the scan reads, the row pushed over a boundary comes
+    back unchanged and the total stays: only counting the rows shows it, and
+    the scan fails with 40001.  Run again, it returns every row once."""
+    db = module_db(__name__)
+    conn = db.connect()
+    try:
+        with MockProcess(rows=500, seed=32) as mp:
+            create_server(conn, "moved", mp.url, schema="moved")
+            mp.mock.config(order="datetime_desc")
+            status, body = mp.mock.api_get("/appointments?per_page=100&page=4")
+            assert status == 200
+            moved = json.loads(body)["data"][0]["id"]
+            with conn.cursor() as cur:
+                cur.execute("BEGIN")
+                cur.execute("DECLARE c NO SCROLL CURSOR FOR SELECT id FROM moved.appointments")
+                cur.execute("FETCH 150 FROM c")
+                assert len(cur.fetchall()) == 150
+                mp.mock.mutate(update=[moved], fields={"appointment_datetime": "2031-01-01T09:00:00.000000Z"})
+                try:
+                    cur.execute("FETCH ALL FROM c")
+                    raise AssertionError("the scan returned %d more rows and no error"
+                                         % len(cur.fetchall()))
+                except psycopg2.Error as e:
+                    assert e.pgcode == "40001", (e.pgcode, error_text(e))
+                    assert "499 different rows where its first page reported 500" in error_text(e), \
+                        error_text(e)
+                cur.execute("ROLLBACK")
+            ids = [r[0] for r in query(conn, "SELECT id FROM moved.appointments")]
+            assert sorted(ids) == sorted(r["id"] for r in mp.mock.data()), len(ids)
+            assert moved in ids
     finally:
         conn.close()

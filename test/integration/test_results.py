@@ -373,3 +373,30 @@ def test_rescan_inner_of_nested_loop():
                 len(walks), sql)
     finally:
         conn.close()
+
+
+def test_appointment_datetime_is_not_sent_as_dates():
+    """start_date/end_date filter on appointment_date, which nothing promises
+    to agree with appointment_datetime (either may be null): a range on
+    appointment_datetime sends no date parameter and finds the row whose
+    appointment_date is null."""
+    mock().reset()
+    try:
+        row = mock().data()[0]
+        mock().mutate(update=[row["id"]], fields={"appointment_date": None,
+                                                  "appointment_datetime": row["appointment_datetime"]})
+        conn = fresh_conn()
+        try:
+            when = datetime.strptime(row["appointment_datetime"][:19], "%Y-%m-%dT%H:%M:%S")
+            mock().clear_log()
+            ids = [r[0] for r in query(
+                conn, "SELECT id FROM remote.appointments WHERE appointment_datetime >= %s "
+                      "AND appointment_datetime < %s",
+                (when.replace(tzinfo=timezone.utc), when.replace(tzinfo=timezone.utc) + timedelta(hours=1)))]
+            assert row["id"] in ids, (row["id"], ids)
+            sent = [e["query"] for e in mock().log()]
+            assert sent and all("start_date" not in q and "end_date" not in q for q in sent), sent
+        finally:
+            conn.close()
+    finally:
+        mock().reset()
