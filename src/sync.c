@@ -12,13 +12,18 @@
  *	- Pages are stored in batches of about CRM_SYNC_BATCH_ROWS rows, each
  *	  batch in its own transaction, but the cursor moves only at the end of a
  *	  complete walk, and never past the API's clock at the start of the walk
- *	  (its Date header): a row changed while we walk, which an unstable order
- *	  may have hidden from us, is newer than that and is read next time.
+ *	  (page 1's Date header less its round trip; without a Date, the newest
+ *	  row seen less the walk's duration): a row changed while we walk, which
+ *	  an unstable order may have hidden from us, is newer than that and is
+ *	  read next time.
  *	- An unchanged row can only be skipped when a row before our position
- *	  leaves it: moved behind us by an update (we then see its id twice) or
- *	  deleted (pagination.total shrinks).  Such a walk is unsettled: it is
- *	  read again from the same cursor, and if the listing keeps moving, the
- *	  cursor stays where it was.
+ *	  leaves it: moved behind us by an update (we then see its id twice),
+ *	  deleted (pagination.total shrinks), or moved ahead of our position
+ *	  (the walk sees fewer rows than its first page's total).  Such a walk is
+ *	  unsettled: it is read again from the same cursor, and if the listing
+ *	  keeps moving, the cursor stays where it was.  Not detected: a delete
+ *	  and an insert between the same two pages, whose total holds; the row
+ *	  skipped then waits for the next full sync.
  *	- Storing pages (crm._sync_pages) never overwrites a newer version with an
  *	  older one and writes nothing for unchanged rows.
  * A full sync also lists every id and checks each local row it did not see
@@ -391,6 +396,12 @@ crm_sync_walk(CrmSyncRun *run, bool *settled)
 	CrmSyncBatch *batch = palloc0(sizeof(CrmSyncBatch));
 	TimestampTz max_seen = 0;
 	TimestampTz first_date = 0;
+	TimestampTz started;
+	TimestampTz first_came = 0;
+	TimestampTz cap;
+	int64		rows_seen = 0;
+	int64		failed_without_id = run->failed_without_id;
+	int64		first_total = -1;
 	int64		max_total = -1;
 	bool		shrank = false;
 	CrmWalkPage page;
@@ -408,6 +419,7 @@ crm_sync_walk(CrmSyncRun *run, bool *settled)
 	run->duplicates = 0;
 
 	/* crmRunSync ends it after an error */
+	started = GetCurrentTimestamp();
 	run->walk = crmWalkBegin(run->conn, base.data, crm_sync_fetcher, &run->http);
 	do
 	{
@@ -416,7 +428,10 @@ crm_sync_walk(CrmSyncRun *run, bool *settled)
 			crm_sync_begin("crm_fdw sync: storing pages");
 		crmWalkNext(run->walk, &page);
 		if (page.pageno == 1)
+		{
 			first_date = page.server_date;
+			first_came = GetCurrentTimestamp();
+		}
 		crm_sync_batch_add(batch, page.doc, page.nrows);
 		run->fetched += page.nrows;
 		run->pages_done++;
@@ -425,6 +440,8 @@ crm_sync_walk(CrmSyncRun *run, bool *settled)
 			run->pages_total = (int) Min(page.last_page, PG_INT32_MAX);
 			if (page.total < max_total)
 				shrank = true;
+			if (first_total < 0)
+				first_total = page.total;
 			max_total = Max(max_total, page.total);
 		}
 
@@ -443,10 +460,34 @@ crm_sync_walk(CrmSyncRun *run, bool *settled)
 	pfree(batch);
 	pfree(base.data);
 
-	*settled = !shrank && run->duplicates == 0;
-	if (first_date != 0 && max_seen > first_date - USECS_PER_SEC)
-		max_seen = first_date - USECS_PER_SEC;
-	return max_seen;
+	/*
+	 * A row that an update moved from a page not yet read to one read
+	 * already is in no page, and the total does not show it: only a count
+	 * of the rows the walk saw does.
+	 */
+	if (first_total >= 0 && !shrank && run->duplicates == 0)
+	{
+		crm_sync_begin("crm_fdw sync: counting the rows of the walk");
+		crm_sync_exec("SELECT count(*) FROM crm_seen_ids", 0, NULL, NULL, NULL, SPI_OK_SELECT);
+		rows_seen = crm_sync_int8(1) + run->failed_without_id - failed_without_id;
+		crm_sync_commit();
+	}
+	*settled = !shrank && run->duplicates == 0 && rows_seen >= first_total;
+	if (max_seen == 0)
+		return 0;
+
+	/*
+	 * The remote's clock when the walk started, at the latest: the Date of
+	 * page 1, less the time it took to come (the remote ran its query at some
+	 * moment of that, and stamped Date after).  Without a Date, the newest
+	 * row seen, less the whole walk: no row read was changed after the
+	 * walk's end.
+	 */
+	if (first_date != 0)
+		cap = first_date - (first_came - started);
+	else
+		cap = max_seen - (GetCurrentTimestamp() - started);
+	return Min(max_seen, cap - USECS_PER_SEC);
 }
 
 /*

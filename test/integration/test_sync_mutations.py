@@ -12,7 +12,7 @@ sync walking during the changes.
 import time
 
 import sync_helpers as sh
-from helpers import MockProcess
+from helpers import MockProcess, scalar
 
 ROWS = 2000
 ORDERS = ("id_asc", "id_desc", "updated_asc", "datetime_desc")
@@ -74,3 +74,42 @@ def test_sync_mutations_during_walk():
                     sh.sync_ok(conn, server, full=True)
         conn.close()
     assert not failures, "%d of %d cases: %s" % (len(failures), 3 * len(ORDERS), " | ".join(failures))
+
+
+def test_row_in_no_page_holds_the_cursor():
+    """A row that the listing's total counts but no page shows (mock:
+    unlisted_ids), as after an update moved it ahead of the walk: the walk
+    is unsettled, read again, and the cursor stays where it was, so the next
+    sync, with the row listed again, stores it."""
+    with MockProcess(rows=500, seed=21) as mp, sh.SyncDB("unlisted") as db:
+        conn = db.connect()
+        sh.add_server(conn, "ul", mp.url)
+        hidden = min(mp.mock.data(), key=lambda r: r["updated_at"])["id"]
+        mp.mock.config(unlisted_ids=[hidden])
+        run = sh.sync_ok(conn, "ul")
+        assert run["requests"] == 15, "3 walks of 5 pages expected: %r" % run
+        assert scalar(conn, "SELECT sync_cursor FROM crm.sync_state WHERE server_name = 'ul'") is None
+        mp.mock.config(unlisted_ids=[])
+        sh.sync_ok(conn, "ul")
+        sh.assert_synced(conn, "ul", mp.mock, "after the row was listed again")
+        conn.close()
+
+
+def test_without_a_date_header_the_cursor_waits_for_the_walk():
+    """No Date header (a proxy strips it), so the remote's clock at the start
+    of the walk is unknown: the cursor is held to the newest row seen less
+    the walk's duration.  A first sync walks 10 pages of 0.6 s while 10 rows
+    change after each page (id_asc: an updated row stays on its page, so no
+    walk is unsettled); updates to pages already read are more than a second
+    older than the newest row seen, and the next sync must still read them."""
+    with MockProcess(rows=1000, seed=22) as mp, sh.SyncDB("nodate") as db:
+        conn = db.connect()
+        sh.add_server(conn, "nd", mp.url)
+        mp.mock.config(date_header=False, mutate_between_pages={"updates": 10, "inserts": 0},
+                       fault={"mode": "slow", "count": -1, "slow_seconds": 0.6,
+                              "path": "/appointments"})
+        sh.sync_ok(conn, "nd")
+        mp.mock.config(mutate_between_pages=None, fault=None)
+        sh.sync_ok(conn, "nd")
+        sh.assert_synced(conn, "nd", mp.mock, "one quiet sync after the walk without Date")
+        conn.close()

@@ -628,6 +628,7 @@ def default_config(rate_limit):
         "rate_limit_per_minute": rate_limit,
         "rate_limit_window_seconds": 60,
         "rate_limit_headers": True,
+        "date_header": True,
         "retry_after_seconds": None,
         "hang_seconds": 30,
         "slow_seconds": 5,
@@ -660,7 +661,7 @@ def validate_config_patch(patch):
         if key in ("fault_state", "now"):          # read-only, ignored
             continue
         if key in ("after_strict", "money_as_number", "extra_fields", "omit_pagination",
-                   "json_escape_unicode", "rate_limit_headers"):
+                   "json_escape_unicode", "rate_limit_headers", "date_header"):
             if not isinstance(v, bool):
                 raise ConfigError("%s must be true or false" % key)
         elif key == "order":
@@ -1180,6 +1181,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def version_string(self):
         return self.server_version
+
+    def send_header(self, keyword, value):
+        # date_header false: no Date, as behind a proxy that strips it
+        if keyword == "Date" and not self.server.app.store.config["date_header"]:
+            return
+        super().send_header(keyword, value)
 
     def date_time_string(self, timestamp=None):
         # The Date header speaks the mock's clock, offset included, as a

@@ -820,6 +820,18 @@ class TestRateLimitAndLog(MockTestCase):
                 self.assertEqual(self.m.control("POST", "config",
                                                 {"rate_limit_window_seconds": bad})[0], 400)
 
+    def test_date_header_switch(self):
+        st, h, _ = self.m.api("/appointments?per_page=5")
+        self.assertEqual(st, 200)
+        self.assertIn("date", h)
+        self.m.config(date_header=False)
+        for path in ("/appointments?per_page=5", "/appointments/1", "/appointments/999999"):
+            st, h, _ = self.m.api(path)
+            self.assertNotIn("date", h, path)
+        self.assertEqual(self.m.control("POST", "config", {"date_header": "no"})[0], 400)
+        self.m.control("POST", "reset")
+        self.assertIn("date", self.m.api("/appointments/1")[1])
+
     def test_connection_and_accept_logged(self):
         c = http.client.HTTPConnection("127.0.0.1", self.m.port, timeout=5)
         for _ in range(2):
