@@ -540,6 +540,26 @@ LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$ SELECT e FROM unnest(p_pages) AS p(page), jsonb_array_elements(p.page) AS e $$;
 
+-- Note a row that could not be stored or read; one already failing counts a
+-- retry, and is a dead letter (no longer retried) after p_max_retries.
+CREATE FUNCTION crm._record_sync_error(p_server text, p_log_id bigint, p_ext_id bigint,
+                                       p_type text, p_message text, p_data jsonb,
+                                       p_max_retries integer)
+RETURNS void LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+  INSERT INTO crm.sync_errors AS x (sync_log_id, server_name, external_appointment_id,
+                                    error_type, error_message, error_data)
+  VALUES (p_log_id, p_server, p_ext_id, p_type, p_message, p_data)
+  ON CONFLICT (server_name, external_appointment_id) WHERE resolved_at IS NULL
+  DO UPDATE SET sync_log_id = EXCLUDED.sync_log_id, error_type = EXCLUDED.error_type,
+                error_message = EXCLUDED.error_message,
+                error_data = coalesce(EXCLUDED.error_data, x.error_data),
+                retry_count = x.retry_count + 1,
+                dead_letter = x.retry_count + 1 >= p_max_retries,
+                updated_at = now()
+$$;
+
 -- Store some pages: set-wise, and row by row only when the set fails, so one
 -- bad row lands in crm.sync_errors (with its JSON and the error) and the rest
 -- is stored.  Rows stored resolve their open errors.
@@ -596,15 +616,8 @@ BEGIN
         IF ext_id IS NULL THEN
           failed_without_id := failed_without_id + 1;
         END IF;
-        INSERT INTO crm.sync_errors AS x (sync_log_id, server_name, external_appointment_id,
-                                          error_type, error_message, error_data)
-        VALUES (p_log_id, p_server, ext_id, state, msg || coalesce(E'\n' || detail, ''), elem)
-        ON CONFLICT (server_name, external_appointment_id) WHERE resolved_at IS NULL
-        DO UPDATE SET sync_log_id = EXCLUDED.sync_log_id, error_type = EXCLUDED.error_type,
-                      error_message = EXCLUDED.error_message, error_data = EXCLUDED.error_data,
-                      retry_count = x.retry_count + 1,
-                      dead_letter = x.retry_count + 1 >= p_max_retries,
-                      updated_at = now();
+        PERFORM crm._record_sync_error(p_server, p_log_id, ext_id, state,
+                                       msg || coalesce(E'\n' || detail, ''), elem, p_max_retries);
       END;
     END LOOP;
   END;

@@ -188,6 +188,29 @@ SELECT status, records_failed FROM crm_sync_full('mockapi');
 SELECT external_appointment_id, resolved_at IS NOT NULL AS resolved FROM crm.sync_errors ORDER BY id;
 SELECT sync_check();
 
+-- a row whose GET by id keeps failing (HTTP 500 for it alone) is that row's
+-- failure, not every sync's: counted, retried on later syncs, dead-lettered.
+-- Its updated_at is old, so incremental walks do not list it: only GET by id.
+SELECT mock.mutate('{"update": [30], "fields": {"duration_minutes": 3000000000, "updated_at": "2020-01-01T00:00:00Z"}}')->'updated' AS broken;
+SELECT status, records_failed FROM crm_sync_full('mockapi');
+SELECT mock.config('{"fault": {"mode": "500", "count": -1, "path": "/appointments/30"}}');
+SET crm_fdw.max_row_retries = 2;
+SELECT status, records_failed FROM crm_sync_now('mockapi');
+SELECT external_appointment_id, error_type, retry_count, dead_letter, split_part(error_message, E'\n', 1) AS error
+  FROM crm.sync_errors WHERE resolved_at IS NULL ORDER BY id;
+SELECT status, records_failed FROM crm_sync_now('mockapi');
+SELECT external_appointment_id, retry_count, dead_letter FROM crm.sync_errors WHERE resolved_at IS NULL ORDER BY id;
+-- a dead letter is not asked for again
+SELECT mock.clear_log();
+SELECT status, records_failed FROM crm_sync_now('mockapi');
+SELECT count(*) AS requests_for_30 FROM mock.requests() WHERE path LIKE '%/appointments/30';
+RESET crm_fdw.max_row_retries;
+SELECT mock.config('{"fault": null}');
+SELECT mock.mutate('{"update": [30], "fields": {"duration_minutes": 45}}')->'updated' AS fixed;
+SELECT status, records_failed FROM crm_sync_now('mockapi');
+SELECT count(*) AS open_errors FROM crm.sync_errors WHERE resolved_at IS NULL;
+SELECT sync_check();
+
 -- remote failures: the sync fails, the cursor stays, the next sync catches up
 SELECT sync_cursor AS cursor_before_failure FROM crm.sync_state WHERE server_name = 'mockapi' \gset
 SELECT jsonb_array_length(mock.mutate('{"update_random": 6}')->'updated') AS changed;

@@ -330,6 +330,51 @@ crm_sync_fetch_one(CrmSyncRun *run, int64 id, bool mark_missing)
 }
 
 /*
+ * Is an error of GET /appointments/{id} that appointment's own?  Not when
+ * the remote cannot be reached or refuses the token (every request would
+ * fail: the sync fails and holds its cursor), nor a cancel or a shortage
+ * here.  Anything else (an HTTP error for that id after its retries, a body
+ * that does not parse) is, and must not stop every sync from now on.
+ */
+static bool
+crm_sync_row_error(int sqlerrcode)
+{
+	switch (ERRCODE_TO_CATEGORY(sqlerrcode))
+	{
+		case ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION:
+		case ERRCODE_INSUFFICIENT_RESOURCES:
+		case ERRCODE_OPERATOR_INTERVENTION:
+		case ERRCODE_INTERNAL_ERROR:
+			return false;
+	}
+	return sqlerrcode != ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION &&
+		sqlerrcode != ERRCODE_FDW_OUT_OF_MEMORY;
+}
+
+/* Count and note an id whose GET failed, as a row that failed to store is. */
+static void
+crm_sync_record_failed_id(CrmSyncRun *run, int64 id, ErrorData *edata)
+{
+	Oid			types[7] = {TEXTOID, INT8OID, INT8OID, TEXTOID, TEXTOID, JSONBOID, INT4OID};
+	Datum		values[7];
+	char		nulls[7] = "     n ";
+
+	values[0] = CStringGetTextDatum(run->server);
+	values[1] = Int64GetDatum(run->log_id);
+	values[2] = Int64GetDatum(id);
+	values[3] = CStringGetTextDatum(unpack_sql_state(edata->sqlerrcode));
+	values[4] = CStringGetTextDatum(edata->detail ?
+									psprintf("%s\n%s", edata->message, edata->detail) :
+									edata->message);
+	values[6] = Int32GetDatum(crm_max_row_retries);
+	crm_sync_begin("crm_fdw sync: noting a row that could not be read");
+	crm_sync_exec("SELECT crm._record_sync_error($1, $2, $3, $4, $5, $6, $7)",
+				  7, types, values, nulls, SPI_OK_SELECT);
+	crm_sync_commit();
+	run->failed++;
+}
+
+/*
  * GET by id, one transaction each, every id the query (parameters: server,
  * log id) lists.  The ids are read first, in their own transaction.
  */
@@ -359,11 +404,30 @@ crm_sync_fetch_listed(CrmSyncRun *run, const char *query, bool mark_missing,
 
 	for (i = 0; i < n; i++)
 	{
+		MemoryContext cxt = CurrentMemoryContext;
+
 		CHECK_FOR_INTERRUPTS();
-		crm_sync_begin(activity);
-		crm_sync_fetch_one(run, ids[i], mark_missing);
-		crm_sync_log_progress(run);
-		crm_sync_commit();
+		PG_TRY();
+		{
+			crm_sync_begin(activity);
+			crm_sync_fetch_one(run, ids[i], mark_missing);
+			crm_sync_log_progress(run);
+			crm_sync_commit();
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(cxt);
+			edata = CopyErrorData();
+			if (!crm_sync_row_error(edata->sqlerrcode))
+				PG_RE_THROW();
+			FlushErrorState();
+			AbortCurrentTransaction();
+			crm_sync_record_failed_id(run, ids[i], edata);
+			FreeErrorData(edata);
+		}
+		PG_END_TRY();
 	}
 	pfree(ids);
 }
