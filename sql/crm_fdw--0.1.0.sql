@@ -541,13 +541,20 @@ SET search_path = pg_catalog, pg_temp
 AS $$ SELECT e FROM unnest(p_pages) AS p(page), jsonb_array_elements(p.page) AS e $$;
 
 -- Note a row that could not be stored or read; one already failing counts a
--- retry, and is a dead letter (no longer retried) after p_max_retries.
+-- retry, and is a dead letter (no longer retried) after p_max_retries.  Only
+-- errors of the row itself count (bad data, a constraint, the remote's answer
+-- for it); a missing right, a lock timeout or a deadlock fails every row
+-- alike and passes once fixed, so it must not use up their retries.
 CREATE FUNCTION crm._record_sync_error(p_server text, p_log_id bigint, p_ext_id bigint,
                                        p_type text, p_message text, p_data jsonb,
                                        p_max_retries integer)
-RETURNS void LANGUAGE sql
+RETURNS void LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
+DECLARE
+  -- data exceptions, integrity violations, the remote's errors, a too-big answer
+  counts integer := (left(p_type, 2) IN ('22', '23', 'HV', '54'))::integer;
+BEGIN
   INSERT INTO crm.sync_errors AS x (sync_log_id, server_name, external_appointment_id,
                                     error_type, error_message, error_data)
   VALUES (p_log_id, p_server, p_ext_id, p_type, p_message, p_data)
@@ -555,10 +562,10 @@ AS $$
   DO UPDATE SET sync_log_id = EXCLUDED.sync_log_id, error_type = EXCLUDED.error_type,
                 error_message = EXCLUDED.error_message,
                 error_data = coalesce(EXCLUDED.error_data, x.error_data),
-                retry_count = x.retry_count + 1,
-                dead_letter = x.retry_count + 1 >= p_max_retries,
-                updated_at = now()
-$$;
+                retry_count = x.retry_count + counts,
+                dead_letter = x.retry_count + counts >= p_max_retries,
+                updated_at = now();
+END $$;
 
 -- Store some pages: set-wise, and row by row only when the set fails, so one
 -- bad row lands in crm.sync_errors (with its JSON and the error) and the rest

@@ -26,7 +26,8 @@ def test_sync_role_user_mapping():
     """No user mapping: a 'failed' run whose error names the missing user
     mapping; with one: a completed sync, equal to the remote, run by a
     worker connected as that role; rows it has no right to store go to
-    crm.sync_errors and are stored once the right is back."""
+    crm.sync_errors, are retried however long the right is missing (no dead
+    letter) and are stored once it is back."""
     sh.create_role(ROLE, "LOGIN")
     try:
         with MockProcess(rows=300, seed=21) as mp, sh.SyncDB("roles") as db:
@@ -72,6 +73,18 @@ def test_sync_role_user_mapping():
                                       " WHERE resolved_at IS NULL ORDER BY 1")
                 assert [e[0] for e in errors] == sorted(new_ids), errors
                 assert all("permission denied for table contacts" in e[1] for e in errors), errors
+                # a missing right is no fault of the rows: it uses up none of
+                # their retries, however many syncs it lasts
+                execute(admin, "ALTER ROLE %s SET crm_fdw.max_row_retries = 1" % ROLE)
+                few_retries = sh.connect_as(db.name, ROLE)
+                try:
+                    for _ in range(2):
+                        assert sh.sync_ok(few_retries, "rsrv")["records_failed"] == 3
+                finally:
+                    few_retries.close()
+                    execute(admin, "ALTER ROLE %s RESET crm_fdw.max_row_retries" % ROLE)
+                assert scalar(admin, "SELECT count(*) FROM crm.sync_errors WHERE dead_letter"
+                                     " OR retry_count > 0") == 0
                 execute(admin, "GRANT INSERT, UPDATE ON crm.contacts TO %s" % ROLE)
                 r = sh.sync_ok(conn, "rsrv")
                 assert r["records_failed"] == 0, r
