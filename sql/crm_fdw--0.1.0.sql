@@ -494,8 +494,11 @@ BEGIN
            source_updated_at = EXCLUDED.source_updated_at,
            sync_status = 'synced', sync_error = NULL,
            last_synced_at = now(), updated_at = now()
+     -- an older version never overwrites a newer one, unless the newer one
+     -- is gone remotely (missing_remote): a row restored from a backup is back
      WHERE (a.source_updated_at IS NULL OR EXCLUDED.source_updated_at IS NULL
-            OR EXCLUDED.source_updated_at >= a.source_updated_at)
+            OR EXCLUDED.source_updated_at >= a.source_updated_at
+            OR a.sync_status = 'missing_remote')
        AND ((a.client_name, a.client_email, a.client_phone, a.appointment_datetime,
              a.appointment_date, a.appointment_time, a.duration_minutes, a.location,
              a.meeting_type, a.preferred_language, a.enquiry_type, a.enquiry_type_display,

@@ -166,6 +166,15 @@ SELECT status, records_missing FROM crm_sync_now('mockapi');
 SELECT status, records_missing FROM crm_sync_full('mockapi');
 SELECT external_id, sync_status FROM crm.appointments WHERE server_name = 'mockapi' AND external_id IN (10, 11, 12) ORDER BY 1;
 SELECT sync_check();
+-- a row gone remotely that comes back older than the copy (restored from a
+-- backup) is taken as it is now: here row 12, marked gone with a newer copy
+UPDATE crm.appointments SET sync_status = 'missing_remote', client_name = 'Newer Copy',
+       source_updated_at = source_updated_at + interval '1 day'
+ WHERE server_name = 'mockapi' AND external_id = 12;
+SELECT status, records_updated FROM crm_sync_full('mockapi');
+SELECT external_id, sync_status, client_name <> 'Newer Copy' AS remote_name
+  FROM crm.appointments WHERE server_name = 'mockapi' AND external_id = 12;
+SELECT sync_check();
 
 -- a row that cannot be stored goes to crm.sync_errors; the rest are stored
 SELECT mock.mutate('{"update": [20], "fields": {"duration_minutes": 3000000000}}')->'updated' AS broken;
