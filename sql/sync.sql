@@ -213,6 +213,15 @@ SELECT external_appointment_id, retry_count, dead_letter FROM crm.sync_errors WH
 SELECT mock.clear_log();
 SELECT status, records_failed FROM crm_sync_now('mockapi');
 SELECT count(*) AS requests_for_30 FROM mock.requests() WHERE path LIKE '%/appointments/30';
+-- ids failing one after another: the remote is failing, not the rows; the
+-- third fails the sync (the two before it count a retry).  Ids the remote
+-- does not have, so that nothing lists them and, once it answers, 404 resolves them.
+INSERT INTO crm.sync_errors (server_name, external_appointment_id, error_message)
+  SELECT 'mockapi', i, 'planted' FROM generate_series(4000, 4002) i;
+SELECT mock.config('{"fault": {"mode": "503", "count": -1, "path": "/appointments/400"}}');
+SELECT status, split_part(error_message, ' after', 1) AS error FROM crm_sync_now('mockapi');
+SELECT external_appointment_id, retry_count, resolved_at IS NULL AS open FROM crm.sync_errors
+ WHERE external_appointment_id >= 4000 ORDER BY 1;
 RESET crm_fdw.max_row_retries;
 SELECT mock.config('{"fault": null}');
 SELECT mock.mutate('{"update": [30], "fields": {"duration_minutes": 45}}')->'updated' AS fixed;

@@ -881,7 +881,9 @@ crm_finish_page(CrmScanState *st, const char *path)
  * repeat).  The listing's total does not change, so only a count shows it:
  * the walk must have returned as many rows as its first page's total (rows
  * inserted meanwhile raise the total, rows removed lowered it and failed
- * the walk already).
+ * the walk already).  An insert into a page not yet read, at the same time,
+ * hides the loss: only a parallel scan, which fails on any change of the
+ * total, sees that.
  */
 static void
 crm_check_walk_complete(CrmScanState *st, const char *path)

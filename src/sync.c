@@ -25,7 +25,8 @@
  *	  and an insert between the same two pages, whose total holds; the row
  *	  skipped then waits for the next full sync.
  *	- Storing pages (crm._sync_pages) never overwrites a newer version with an
- *	  older one and writes nothing for unchanged rows.
+ *	  older one (but for a row the remote had lost: missing_remote) and writes
+ *	  nothing for unchanged rows.
  * A full sync also lists every id and checks each local row it did not see
  * with GET /appointments/{id} before marking it missing_remote.
  *
@@ -50,6 +51,8 @@
 #define CRM_SYNC_LOCK_CLASS		0x43524D31
 /* Walks of one sync while the listing keeps moving under it. */
 #define CRM_SYNC_MAX_WALKS		3
+/* GETs by id failing one after another: the remote is failing, not the rows. */
+#define CRM_SYNC_MAX_ID_FAILURES	3
 /*
  * Rows stored per transaction and statement: the triggers and statements
  * cost less per row in bigger sets, and a batch of pages in memory is
@@ -334,7 +337,8 @@ crm_sync_fetch_one(CrmSyncRun *run, int64 id, bool mark_missing)
  * the remote cannot be reached or refuses the token (every request would
  * fail: the sync fails and holds its cursor), nor a cancel or a shortage
  * here.  Anything else (an HTTP error for that id after its retries, a body
- * that does not parse) is, and must not stop every sync from now on.
+ * that does not parse) is, and must not stop every sync from now on; unless
+ * several ids fail one after another (CRM_SYNC_MAX_ID_FAILURES).
  */
 static bool
 crm_sync_row_error(int sqlerrcode)
@@ -359,6 +363,8 @@ crm_sync_record_failed_id(CrmSyncRun *run, int64 id, ErrorData *edata)
 	Datum		values[7];
 	char		nulls[7] = "     n ";
 
+	/* in the transaction: its memory goes with it */
+	crm_sync_begin("crm_fdw sync: noting a row that could not be read");
 	values[0] = CStringGetTextDatum(run->server);
 	values[1] = Int64GetDatum(run->log_id);
 	values[2] = Int64GetDatum(id);
@@ -367,7 +373,6 @@ crm_sync_record_failed_id(CrmSyncRun *run, int64 id, ErrorData *edata)
 									psprintf("%s\n%s", edata->message, edata->detail) :
 									edata->message);
 	values[6] = Int32GetDatum(crm_max_row_retries);
-	crm_sync_begin("crm_fdw sync: noting a row that could not be read");
 	crm_sync_exec("SELECT crm._record_sync_error($1, $2, $3, $4, $5, $6, $7)",
 				  7, types, values, nulls, SPI_OK_SELECT);
 	crm_sync_commit();
@@ -387,6 +392,7 @@ crm_sync_fetch_listed(CrmSyncRun *run, const char *query, bool mark_missing,
 	int64	   *ids;
 	uint64		n;
 	uint64		i;
+	volatile int failed_in_a_row = 0;
 
 	crm_sync_begin(activity);
 	values[0] = CStringGetTextDatum(run->server);
@@ -413,6 +419,7 @@ crm_sync_fetch_listed(CrmSyncRun *run, const char *query, bool mark_missing,
 			crm_sync_fetch_one(run, ids[i], mark_missing);
 			crm_sync_log_progress(run);
 			crm_sync_commit();
+			failed_in_a_row = 0;
 		}
 		PG_CATCH();
 		{
@@ -420,8 +427,13 @@ crm_sync_fetch_listed(CrmSyncRun *run, const char *query, bool mark_missing,
 
 			MemoryContextSwitchTo(cxt);
 			edata = CopyErrorData();
-			if (!crm_sync_row_error(edata->sqlerrcode))
+			/* several ids failing in a row: the remote's fault, not theirs */
+			if (!crm_sync_row_error(edata->sqlerrcode) ||
+				++failed_in_a_row >= CRM_SYNC_MAX_ID_FAILURES)
+			{
+				FreeErrorData(edata);
 				PG_RE_THROW();
+			}
 			FlushErrorState();
 			AbortCurrentTransaction();
 			crm_sync_record_failed_id(run, ids[i], edata);
@@ -463,8 +475,7 @@ crm_sync_walk(CrmSyncRun *run, bool *settled)
 	TimestampTz started;
 	TimestampTz first_came = 0;
 	TimestampTz cap;
-	int64		rows_seen = 0;
-	int64		failed_without_id = run->failed_without_id;
+	int64		fetched_before = run->fetched;
 	int64		first_total = -1;
 	int64		max_total = -1;
 	bool		shrank = false;
@@ -527,16 +538,10 @@ crm_sync_walk(CrmSyncRun *run, bool *settled)
 	/*
 	 * A row that an update moved from a page not yet read to one read
 	 * already is in no page, and the total does not show it: only a count
-	 * of the rows the walk saw does.
+	 * of the rows the walk saw does (all different: no id came twice).
 	 */
-	if (first_total >= 0 && !shrank && run->duplicates == 0)
-	{
-		crm_sync_begin("crm_fdw sync: counting the rows of the walk");
-		crm_sync_exec("SELECT count(*) FROM crm_seen_ids", 0, NULL, NULL, NULL, SPI_OK_SELECT);
-		rows_seen = crm_sync_int8(1) + run->failed_without_id - failed_without_id;
-		crm_sync_commit();
-	}
-	*settled = !shrank && run->duplicates == 0 && rows_seen >= first_total;
+	*settled = !shrank && run->duplicates == 0 &&
+		run->fetched - fetched_before >= first_total;
 	if (max_seen == 0)
 		return 0;
 

@@ -76,8 +76,8 @@ def test_plain_scan_is_parallel_and_reads_each_page_once():
 
 def test_matrix_in_parallel():
     """Every clause of test_results' matrix, under a few of its remote
-    behaviours, gives the local copy's rows with parallel plans (several
-    requests, LIMIT and ORDER BY included)."""
+    behaviours, gives the local copy's rows with parallel plans (LIMIT and
+    ORDER BY included)."""
     for name, settings, mutation in test_results.BEHAVIOURS:
         if name not in ("default", "id_desc", "updated_asc", "everything"):
             continue
