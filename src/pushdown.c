@@ -375,9 +375,8 @@ typedef struct CrmFilterSet
 	bool		has_updated;
 	TimestampTz created_after;
 	TimestampTz updated_after;
-	/* per enum filter: NIL = unconstrained, else allowed values (char *) */
-	List	   *enum_values[CRM_NUM_ENUM_FILTERS];
-	bool		enum_constrained[CRM_NUM_ENUM_FILTERS];
+	/* per enum filter: its one value (crm_op_allowed), or NULL */
+	const char *enum_value[CRM_NUM_ENUM_FILTERS];
 	bool		enum_unpushable[CRM_NUM_ENUM_FILTERS];
 	bool		has_ids;
 	List	   *ids;			/* of int64 as Integer-free: palloc'd int64s */
@@ -400,65 +399,47 @@ crm_lower_hi(CrmFilterSet *fs, DateADT d)
 }
 
 /*
- * The elements of an array value (or the single value for EQ), as Datums.
- * NULL elements never compare equal, so they are dropped.
+ * The ids of an id condition: the bigint of "=" (crmPushableCondition made
+ * it one), or the elements of an integer array.  NULL elements never compare
+ * equal, so they are dropped.
  */
 static List *
-crm_value_elements(CrmOp op, Datum value, Oid elemtype)
+crm_id_values(CrmOp op, Datum value)
 {
 	List	   *result = NIL;
+	ArrayType  *arr;
+	Oid			elemtype;
+	int16		typlen;
+	bool		typbyval;
+	char		typalign;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	int			i;
 
-	if (op == CRM_OP_IN)
-	{
-		ArrayType  *arr = DatumGetArrayTypeP(value);
-		int16		typlen;
-		bool		typbyval;
-		char		typalign;
-		Datum	   *elems;
-		bool	   *nulls;
-		int			n;
-		int			i;
-
-		get_typlenbyvalalign(ARR_ELEMTYPE(arr), &typlen, &typbyval, &typalign);
-		deconstruct_array(arr, ARR_ELEMTYPE(arr), typlen, typbyval, typalign,
-						  &elems, &nulls, &n);
-		for (i = 0; i < n; i++)
-		{
-			if (nulls[i])
-				continue;
-			if (ARR_ELEMTYPE(arr) == TEXTOID || ARR_ELEMTYPE(arr) == VARCHAROID)
-				result = lappend(result, TextDatumGetCString(elems[i]));
-			else
-			{
-				int64	   *v = palloc(sizeof(int64));
-
-				switch (ARR_ELEMTYPE(arr))
-				{
-					case INT2OID:
-						*v = DatumGetInt16(elems[i]);
-						break;
-					case INT4OID:
-						*v = DatumGetInt32(elems[i]);
-						break;
-					default:
-						*v = DatumGetInt64(elems[i]);
-						break;
-				}
-				result = lappend(result, v);
-			}
-		}
-		return result;
-	}
-	if (elemtype == TEXTOID)
-		return list_make1(TextDatumGetCString(value));
-	else
+	if (op != CRM_OP_IN)
 	{
 		int64	   *v = palloc(sizeof(int64));
 
-		*v = elemtype == INT2OID ? DatumGetInt16(value) :
-			elemtype == INT4OID ? DatumGetInt32(value) : DatumGetInt64(value);
+		*v = DatumGetInt64(value);
 		return list_make1(v);
 	}
+	arr = DatumGetArrayTypeP(value);
+	elemtype = ARR_ELEMTYPE(arr);
+	get_typlenbyvalalign(elemtype, &typlen, &typbyval, &typalign);
+	deconstruct_array(arr, elemtype, typlen, typbyval, typalign, &elems, &nulls, &n);
+	for (i = 0; i < n; i++)
+	{
+		int64	   *v;
+
+		if (nulls[i])
+			continue;
+		v = palloc(sizeof(int64));
+		*v = elemtype == INT2OID ? DatumGetInt16(elems[i]) :
+			elemtype == INT4OID ? DatumGetInt32(elems[i]) : DatumGetInt64(elems[i]);
+		result = lappend(result, v);
+	}
+	return result;
 }
 
 static bool
@@ -468,24 +449,6 @@ crm_in_vocabulary(const char *value, const char *const *vocabulary)
 		if (strcmp(value, *vocabulary) == 0)
 			return true;
 	return false;
-}
-
-/* Keep the strings of a that are also in b. */
-static List *
-crm_intersect_strings(List *a, List *b)
-{
-	List	   *result = NIL;
-	ListCell   *la;
-	ListCell   *lb;
-
-	foreach(la, a)
-		foreach(lb, b)
-			if (strcmp(lfirst(la), lfirst(lb)) == 0)
-			{
-				result = lappend(result, lfirst(la));
-				break;
-			}
-	return result;
 }
 
 static int
@@ -612,7 +575,7 @@ crm_fold_condition(CrmFilterSet *fs, CrmField field, CrmOp op, CrmPushValue *v)
 			}
 		case CRM_FIELD_ID:
 			{
-				List	   *ids = crm_value_elements(op, v->value, INT8OID);
+				List	   *ids = crm_id_values(op, v->value);
 
 				fs->ids = crm_merge_ids(ids, fs->ids, fs->has_ids);
 				fs->has_ids = true;
@@ -626,26 +589,16 @@ crm_fold_condition(CrmFilterSet *fs, CrmField field, CrmOp op, CrmPushValue *v)
 
 	for (i = 0; i < CRM_NUM_ENUM_FILTERS; i++)
 	{
-		List	   *values;
-		ListCell   *lc;
+		const char *value;
 
 		if (crm_enum_filters[i].field != field)
 			continue;
-		values = crm_value_elements(op, v->value, TEXTOID);
-		if (values == NIL)
-		{
+		value = TextDatumGetCString(v->value);
+		if (fs->enum_value[i] != NULL && strcmp(fs->enum_value[i], value) != 0)
 			fs->empty = true;
-			return;
-		}
-		foreach(lc, values)
-			if (!crm_in_vocabulary(lfirst(lc), crm_enum_filters[i].vocabulary))
-				fs->enum_unpushable[i] = true;
-		if (fs->enum_constrained[i])
-			values = crm_intersect_strings(fs->enum_values[i], values);
-		fs->enum_values[i] = values;
-		fs->enum_constrained[i] = true;
-		if (values == NIL)
-			fs->empty = true;
+		fs->enum_value[i] = value;
+		if (!crm_in_vocabulary(value, crm_enum_filters[i].vocabulary))
+			fs->enum_unpushable[i] = true;
 	}
 }
 
@@ -716,8 +669,8 @@ crm_append_enum_params(StringInfo buf, CrmFilterSet *fs)
 	int			i;
 
 	for (i = 0; i < CRM_NUM_ENUM_FILTERS; i++)
-		if (fs->enum_constrained[i] && !fs->enum_unpushable[i])
-			crm_append_param(buf, crm_enum_filters[i].param, linitial(fs->enum_values[i]));
+		if (fs->enum_value[i] != NULL && !fs->enum_unpushable[i])
+			crm_append_param(buf, crm_enum_filters[i].param, fs->enum_value[i]);
 }
 
 /* The query parameter(s) a condition becomes, for EXPLAIN templates. */
