@@ -578,7 +578,7 @@ CREATE FUNCTION crm._sync_pages(p_server text, p_log_id bigint, p_pages jsonb[],
                                OUT created integer, OUT updated integer,
                                OUT unchanged integer, OUT failed integer,
                                OUT failed_without_id integer, OUT max_updated timestamptz,
-                               OUT duplicates integer)
+                               OUT duplicates integer, OUT changed_repeats integer)
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -587,6 +587,7 @@ DECLARE
   r record;
   stored bigint[] := '{}';
   listed bigint[];
+  versions text[];
   nrows integer;
   new_ids integer;
   ext_id bigint;
@@ -595,21 +596,22 @@ DECLARE
   state text;
 BEGIN
   created := 0; updated := 0; failed := 0; failed_without_id := 0;
+  -- the rows, and the ids the listing showed with their versions, whether
+  -- they can be stored or not
+  SELECT count(*),
+         coalesce(array_agg(crm._listed_id(e)) FILTER (WHERE crm._listed_id(e) IS NOT NULL), '{}'),
+         coalesce(array_agg(e->>'updated_at') FILTER (WHERE crm._listed_id(e) IS NOT NULL), '{}')
+    INTO nrows, listed, versions
+    FROM crm._page_rows(p_pages) e;
   BEGIN
-    -- One pass over the rows: their number, the ids the listing showed, and,
-    -- for a batch stored whole, its ids and newest update.  A row whose id or
-    -- updated_at does not parse fails the batch here as in the store.
-    SELECT count(*), coalesce(array_remove(array_agg(crm._listed_id(e)), NULL), '{}'),
-           max((e->>'updated_at')::timestamptz), array_agg((e->>'id')::bigint)
-      INTO nrows, listed, max_updated, stored
+    -- For a batch stored whole, its ids and newest update.  A row whose id
+    -- or updated_at does not parse fails the batch here as in the store.
+    SELECT max((e->>'updated_at')::timestamptz), array_agg((e->>'id')::bigint)
+      INTO max_updated, stored
       FROM crm._page_rows(p_pages) e;
     SELECT * INTO r FROM crm._store_rows(p_server, p_pages);
     created := r.created; updated := r.updated;
   EXCEPTION WHEN others THEN
-    -- the ids the listing showed, whether they can be stored or not
-    SELECT count(*), coalesce(array_remove(array_agg(crm._listed_id(e)), NULL), '{}')
-      INTO nrows, listed
-      FROM crm._page_rows(p_pages) e;
     max_updated := NULL;
     stored := '{}';
     FOR elem IN SELECT e FROM crm._page_rows(p_pages) e LOOP
@@ -635,13 +637,23 @@ BEGIN
   UPDATE crm.sync_errors SET resolved_at = now(), updated_at = now()
    WHERE server_name = p_server AND resolved_at IS NULL
      AND external_appointment_id = ANY (stored);
-  -- The ids this walk has seen: one seen twice means the listing moved
-  -- under the walk (see src/sync.c).
+  -- The ids this walk has seen.  One seen again unchanged only shows rows
+  -- shifted forward; one seen again changed moved under the walk, and may
+  -- have pushed another past it (see src/sync.c).
   duplicates := 0;
+  changed_repeats := 0;
   IF to_regclass('pg_temp.crm_seen_ids') IS NOT NULL THEN
-    INSERT INTO crm_seen_ids SELECT unnest(listed) ON CONFLICT DO NOTHING;
+    INSERT INTO crm_seen_ids
+    SELECT DISTINCT ON (l.id) l.id, l.version FROM unnest(listed, versions) AS l(id, version)
+    ON CONFLICT DO NOTHING;
     GET DIAGNOSTICS new_ids = ROW_COUNT;
     duplicates := cardinality(listed) - new_ids;
+    -- compared with the version first seen (kept above, for an id new here)
+    IF duplicates > 0 THEN
+      SELECT count(DISTINCT l.id) INTO changed_repeats
+        FROM unnest(listed, versions) AS l(id, version) JOIN crm_seen_ids s ON s.id = l.id
+       WHERE s.version IS DISTINCT FROM l.version;
+    END IF;
   END IF;
 END $$;
 

@@ -17,7 +17,8 @@
  *	  an unstable order may have hidden from us, is newer than that and is
  *	  read next time.
  *	- An unchanged row can only be skipped when a row before our position
- *	  leaves it: moved behind us by an update (we then see its id twice),
+ *	  leaves it: moved behind us by an update (we then see its id again,
+ *	  changed; an id seen again unchanged was only shifted forward),
  *	  deleted (pagination.total shrinks), or moved ahead of our position
  *	  (the walk sees fewer rows than its first page's total).  Such a walk is
  *	  unsettled: it is read again from the same cursor, and if the listing
@@ -79,7 +80,8 @@ typedef struct CrmSyncRun
 	int64		failed;
 	int64		missing;
 	int64		failed_without_id;	/* cannot be retried by id: hold the cursor */
-	int64		duplicates;		/* ids seen twice in the current walk */
+	int64		duplicates;		/* ids seen again in the current walk */
+	int64		changed_repeats;	/* of them, ids seen again changed */
 	int			pages_done;
 	int			pages_total;
 	CrmHttpStats http;
@@ -278,7 +280,7 @@ crm_sync_store(CrmSyncRun *run, CrmSyncBatch *batch)
 												-1, false, TYPALIGN_INT));
 	values[3] = Int32GetDatum(crm_max_row_retries);
 	crm_sync_exec("SELECT created, updated, unchanged, failed, max_updated, failed_without_id,"
-				  " duplicates FROM crm._sync_pages($1, $2, $3, $4)",
+				  " duplicates, changed_repeats FROM crm._sync_pages($1, $2, $3, $4)",
 				  4, types, values, NULL, SPI_OK_SELECT);
 	batch->ndocs = 0;
 	batch->nrows = 0;
@@ -288,6 +290,7 @@ crm_sync_store(CrmSyncRun *run, CrmSyncBatch *batch)
 	run->failed += crm_sync_int8(4);
 	run->failed_without_id += crm_sync_int8(6);
 	run->duplicates += crm_sync_int8(7);
+	run->changed_repeats += crm_sync_int8(8);
 	d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 5, &isnull);
 	return isnull ? 0 : DatumGetTimestampTz(d);
 }
@@ -492,6 +495,7 @@ crm_sync_walk(CrmSyncRun *run, bool *settled)
 	crm_sync_exec("TRUNCATE crm_seen_ids", 0, NULL, NULL, NULL, SPI_OK_UTILITY);
 	crm_sync_commit();
 	run->duplicates = 0;
+	run->changed_repeats = 0;
 
 	/* crmRunSync ends it after an error */
 	started = GetCurrentTimestamp();
@@ -538,10 +542,11 @@ crm_sync_walk(CrmSyncRun *run, bool *settled)
 	/*
 	 * A row that an update moved from a page not yet read to one read
 	 * already is in no page, and the total does not show it: only a count
-	 * of the rows the walk saw does (all different: no id came twice).
+	 * of the different rows the walk saw does.  Rows seen again unchanged
+	 * were shifted forward, which skips none.
 	 */
-	*settled = !shrank && run->duplicates == 0 &&
-		run->fetched - fetched_before >= first_total;
+	*settled = !shrank && run->changed_repeats == 0 &&
+		run->fetched - fetched_before - run->duplicates >= first_total;
 	if (max_seen == 0)
 		return 0;
 
@@ -758,7 +763,7 @@ crmRunSync(Oid serverid, CrmSyncMode mode, int64 request_id)
 			run->conn = c;
 			MemoryContextSwitchTo(cxt);
 		}
-		crm_sync_exec("CREATE TEMP TABLE IF NOT EXISTS crm_seen_ids (id bigint PRIMARY KEY)",
+		crm_sync_exec("CREATE TEMP TABLE IF NOT EXISTS crm_seen_ids (id bigint PRIMARY KEY, version text)",
 					  0, NULL, NULL, NULL, SPI_OK_UTILITY);
 		crm_sync_commit();
 

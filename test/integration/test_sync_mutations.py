@@ -113,3 +113,18 @@ def test_without_a_date_header_the_cursor_waits_for_the_walk():
         sh.sync_ok(conn, "nd")
         sh.assert_synced(conn, "nd", mp.mock, "one quiet sync after the walk without Date")
         conn.close()
+
+
+def test_rows_repeated_unchanged_let_the_cursor_move():
+    """Rows that a shift repeats, unchanged, on the next page (mock:
+    repeated_ids; as inserts ahead of a newest-first walk do): rows shifted
+    forward skip none, so the walk settles, once, and the cursor moves."""
+    with MockProcess(rows=500, seed=23) as mp, sh.SyncDB("repeated") as db:
+        conn = db.connect()
+        sh.add_server(conn, "rp", mp.url)
+        mp.mock.config(repeated_ids=[150, 250, 350])
+        run = sh.sync_ok(conn, "rp")
+        assert run["requests"] == 5, "one walk of 5 pages expected: %r" % run
+        assert scalar(conn, "SELECT sync_cursor FROM crm.sync_state WHERE server_name = 'rp'")
+        sh.assert_synced(conn, "rp", mp.mock, "after a walk with repeated rows")
+        conn.close()
