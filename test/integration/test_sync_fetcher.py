@@ -133,6 +133,33 @@ def test_terminating_the_sync_stops_its_fetcher():
         conn.close()
 
 
+def _stop_fetcher_mid_sync(db, conn, server, ready, stop, log_line):
+    """Start a sync of server; once ready(fetcher pid) holds, call stop
+    ("pg_terminate_backend" or "pg_cancel_backend") on its fetcher.  The sync
+    must fail (not hang) with "the crm_fdw fetcher ... stopped before the
+    last page", a detail pointing to the server log, and the log must say
+    log_line.  Returns the sync's row."""
+    offset = helpers.log_size()
+    t = sh.start_sync(db, server)
+    try:
+        fetcher = wait_until(lambda: fetcher_pids(conn, db.name), timeout=10,
+                             what="the fetcher")[0]
+        wait_until(lambda: ready(fetcher), timeout=10, what="the fetcher to be where it is stopped")
+        assert scalar(conn, "SELECT %s(%%s)" % stop, (fetcher,))
+        t.wait(30)
+    finally:
+        t.close()
+    assert t.error is None, t.error
+    run = t.rows[0]
+    assert run["status"] == "failed", run
+    assert ('the crm_fdw fetcher of server "%s" stopped before the last page' % server
+            in run["error_message"]), run
+    assert "the server log says why it stopped" in run["error_detail"], run
+    log = helpers.read_log_since(offset)
+    assert log_line in log, log[-2000:]
+    return run
+
+
 def test_terminated_fetcher_fails_its_sync_with_a_pointer_to_the_log():
     """pg_terminate_backend of the fetcher while it waits on a page that hangs:
     the sync fails (not hangs) with "the crm_fdw fetcher ... stopped before the
@@ -144,23 +171,10 @@ def test_terminated_fetcher_fails_its_sync_with_a_pointer_to_the_log():
         sh.add_server(conn, "kf", mp.url)
         mp.mock.config(fault={"mode": "hang", "count": 1, "after": 3, "hang_seconds": 60,
                               "path": "/appointments"})
-        offset = helpers.log_size()
-        t = sh.start_sync(db, "kf")
-        try:
-            wait_until(lambda: len(mp.mock.log()) >= 4, timeout=10, what="the request of page 4")
-            fetcher = fetcher_pids(conn, db.name)[0]
-            assert scalar(conn, "SELECT pg_terminate_backend(%s)", (fetcher,))
-            t.wait(15)
-        finally:
-            t.close()
-        assert t.error is None, t.error
-        run = t.rows[0]
-        assert run["status"] == "failed", run
-        assert 'the crm_fdw fetcher of server "kf" stopped before the last page' in run["error_message"], run
+        _stop_fetcher_mid_sync(
+            db, conn, "kf", lambda pid: len(mp.mock.log()) >= 4, "pg_terminate_backend",
+            "terminating background worker \"crm_fdw fetcher\" due to administrator command")
         assert scalar(conn, "SELECT sync_cursor FROM crm.sync_state WHERE server_name = 'kf'") is None
-        log = helpers.read_log_since(offset)
-        assert "terminating background worker \"crm_fdw fetcher\" due to administrator command" in log, log[-2000:]
-        assert "the server log says why it stopped" in run["error_detail"], run
         mp.mock.config(fault=None)
         sh.sync_ok(conn, "kf")
         sh.assert_synced(conn, "kf", mp.mock, "after the fetcher was terminated")
@@ -183,25 +197,11 @@ def test_fetcher_cancelled_with_a_full_queue_fails_its_sync_cleanly():
             $$ BEGIN PERFORM pg_sleep(2); RETURN NULL; END $$""")
         execute(conn, "CREATE TRIGGER slow_store AFTER INSERT ON crm.appointments "
                       "FOR EACH STATEMENT EXECUTE FUNCTION public.slow_store()")
-        offset = helpers.log_size()
-        t = sh.start_sync(db, "kq")
-        try:
-            fetcher = wait_until(lambda: fetcher_pids(conn, db.name), timeout=10,
-                                 what="the fetcher")[0]
-            wait_until(lambda: scalar(conn, "SELECT wait_event FROM pg_stat_activity "
-                                            "WHERE pid = %s", (fetcher,)) == "MessageQueueSend",
-                       timeout=10, what="the fetcher to wait on a full queue")
-            assert scalar(conn, "SELECT pg_cancel_backend(%s)", (fetcher,))
-            t.wait(30)
-        finally:
-            t.close()
-        assert t.error is None, t.error
-        run = t.rows[0]
-        assert run["status"] == "failed", run
-        assert 'the crm_fdw fetcher of server "kq" stopped before the last page' in run["error_message"], run
-        assert "the server log says why it stopped" in run["error_detail"], run
-        log = helpers.read_log_since(offset)
-        assert "canceling statement due to user request" in log, log[-2000:]
+        _stop_fetcher_mid_sync(
+            db, conn, "kq",
+            lambda pid: scalar(conn, "SELECT wait_event FROM pg_stat_activity WHERE pid = %s",
+                               (pid,)) == "MessageQueueSend",
+            "pg_cancel_backend", "canceling statement due to user request")
         assert scalar(conn, "SELECT pg_postmaster_start_time()") == started, "the server restarted"
         stored = scalar(conn, "SELECT count(*) FROM crm.appointments WHERE server_name = 'kq'")
         assert stored > 0 and stored % 1000 == 0, "stored %d rows: not whole batches" % stored
