@@ -2,7 +2,7 @@
 EXTENSION   = crm_fdw
 EXTVERSION  = 0.1.0
 MODULE_big  = crm_fdw
-OBJS        = src/fdw.o src/options.o src/pushdown.o src/http.o src/json_datum.o src/import.o src/sync.o src/fetcher.o src/worker.o
+OBJS        = src/fdw.o src/options.o src/pushdown.o src/http.o src/json_datum.o src/json_skim.o src/import.o src/sync.o src/fetcher.o src/worker.o
 DATA        = sql/crm_fdw--$(EXTVERSION).sql
 PGFILEDESC  = "crm_fdw - foreign data wrapper and sync for a remote appointments API"
 

@@ -10,6 +10,7 @@
  *	pushdown.c	WHERE clauses to API query parameters
  *	http.c		libcurl: keep-alive handle, retries, backoff, rate limit, cancel
  *	json_datum.c	JSON (and CSV export) values to Datums, response parsing
+ *	json_skim.c	a listing page read for its rows' keys alone (count(*))
  *	import.c	IMPORT FOREIGN SCHEMA
  *	sync.c		the sync engine: walks, batches, cursor, reconcile
  *	fetcher.c	reading a sync's pages, in a fetcher worker running ahead
@@ -171,9 +172,21 @@ extern void crmJsonObjectToRow(json_t *obj, CrmColumn *cols, int ncols,
 							   Datum *values, bool *nulls);
 
 /* One parsed response of a JSON resource. */
+/* What a paged scan keeps of a row to skip it when it comes back unchanged. */
+typedef struct CrmRowKey
+{
+	bool		has_id;			/* "id" is a JSON integer */
+	int64		id;
+	uint32		version;		/* hash of "updated_at" when a string, else 0 */
+} CrmRowKey;
+
+extern void crmJsonRowKey(json_t *obj, CrmRowKey *key);
+
 typedef struct CrmPage
 {
 	json_t	   *rows;			/* array of objects (borrowed from the document) */
+	CrmRowKey  *keys;			/* instead of rows, from crmSkimPage */
+	size_t		nrows;
 	bool		has_pagination;
 	int64		total;
 	int64		current_page;
@@ -187,6 +200,10 @@ typedef struct CrmPage
  */
 extern void crmParsePage(json_t *root, CrmResource resource, const char *path,
 						 CrmPage *page);
+
+/* ---------- json_skim.c ---------- */
+
+extern bool crmSkimPage(const char *text, size_t len, CrmPage *page);
 
 /* CSV (the export resource): parse a whole body into rows of fields. */
 typedef struct CrmCsv

@@ -179,8 +179,10 @@ typedef struct CrmScanState
 	int			page;			/* last page fetched of cur_request */
 	bool		more_pages;
 
-	/* rows of the current response */
+	/* rows of the current response: objects, or their keys alone (skimmed) */
 	json_t	   *rows;
+	CrmRowKey  *keys;
+	size_t		nrows;
 	size_t		row_index;
 	CrmCsv	   *csv;
 	ListCell   *csv_row;
@@ -738,6 +740,7 @@ crm_start_requests(CrmScanState *st)
 	st->page = 0;
 	st->more_pages = true;
 	st->rows = NULL;
+	st->nrows = 0;
 	st->csv = NULL;
 	st->max_total = -1;
 	st->first_total = -1;
@@ -945,6 +948,7 @@ crm_fetch_next(CrmScanState *st)
 
 	MemoryContextReset(st->batch_cxt);
 	st->rows = NULL;
+	st->nrows = 0;
 	st->csv = NULL;
 	oldcxt = MemoryContextSwitchTo(st->batch_cxt);
 
@@ -987,16 +991,21 @@ crm_fetch_next(CrmScanState *st)
 	}
 	else
 	{
-		json_t	   *root = crmJsonParse(resp.body, resp.body_len, path);
 		CrmPage		page;
 
-		crmParsePage(root, st->resource, path, &page);
+		/* a scan returning no column needs only the rows' keys */
+		if (st->ncols > 0 || st->resource == CRM_RESOURCE_STATS ||
+			!crmSkimPage(resp.body, resp.body_len, &page))
+			crmParsePage(crmJsonParse(resp.body, resp.body_len, path),
+						 st->resource, path, &page);
 		st->rows = page.rows;
+		st->keys = page.keys;
+		st->nrows = page.nrows;
 		/*
 		 * Follow pages while the remote says there are more and the page was
 		 * not empty; an empty page ends the walk even if "total" grew.
 		 */
-		if (req->paged && json_array_size(page.rows) > 0)
+		if (req->paged && page.nrows > 0)
 		{
 			/*
 			 * Our page number, not the echoed one: a server that keeps
@@ -1005,12 +1014,10 @@ crm_fetch_next(CrmScanState *st)
 			if (page.has_pagination)
 				st->more_pages = st->page < page.last_page;
 			else
-				st->more_pages = json_array_size(page.rows) >= (size_t) st->per_page;
+				st->more_pages = page.nrows >= (size_t) st->per_page;
 		}
 		if (st->shared_pages)
 		{
-			size_t		n = json_array_size(page.rows);
-
 			/* without a total, rows lost between pages would go unnoticed */
 			if (!page.has_pagination)
 				ereport(ERROR,
@@ -1020,7 +1027,7 @@ crm_fetch_next(CrmScanState *st)
 						 errhint("Set max_parallel_workers_per_gather to 0 for this query.")));
 			st->page_claimed = true;
 			crm_shared_page_seen(st->pscan,
-								 n == 0 ? st->page - 1 : (int) Min(page.last_page, INT_MAX - 1),
+								 page.nrows == 0 ? st->page - 1 : (int) Min(page.last_page, INT_MAX - 1),
 								 page.total, path);
 			st->more_pages = true;
 			if (st->read_ahead && !ahead &&
@@ -1125,39 +1132,31 @@ crm_shared_seen_insert(CrmScanState *st, int64 id, uint32 version, uint32 *earli
  * that fails the scan rather than return a short result.
  */
 static bool
-crm_check_seen(CrmScanState *st, json_t *obj)
+crm_check_seen(CrmScanState *st, const CrmRowKey *key)
 {
-	json_t	   *id = json_object_get(obj, "id");
-	json_t	   *updated = json_object_get(obj, "updated_at");
-	uint32		version = 0;
 	uint32		earlier;
-	int64		key;
 	bool		found;
 
-	if (!json_is_integer(id))
+	if (!key->has_id)
 		return true;
-	if (json_is_string(updated))
-		version = hash_bytes((const unsigned char *) json_string_value(updated),
-							 (int) json_string_length(updated));
-	key = (int64) json_integer_value(id);
 	if (st->shared_pages)
-		found = crm_shared_seen_insert(st, key, version, &earlier);
+		found = crm_shared_seen_insert(st, key->id, key->version, &earlier);
 	else
 	{
-		CrmSeenEntry *entry = crm_seen_insert(st->seen, key, &found);
+		CrmSeenEntry *entry = crm_seen_insert(st->seen, key->id, &found);
 
 		if (!found)
-			entry->version = version;
+			entry->version = key->version;
 		earlier = entry->version;
 	}
 	if (!found)
 		return true;
-	if (earlier != version && !st->sampling)
+	if (earlier != key->version && !st->sampling)
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 				 errmsg("remote listing changed while it was read"),
 				 errdetail("Appointment " INT64_FORMAT " came back changed in GET %s, so rows may have moved past the scan.",
-						   (int64) json_integer_value(id), st->cur_path),
+						   key->id, st->cur_path),
 				 errhint("Run the query again.")));
 	return false;
 }
@@ -1168,13 +1167,24 @@ crm_next_row(CrmScanState *st, TupleTableSlot *slot)
 {
 	int			i;
 
-	if (st->rows && st->row_index < json_array_size(st->rows))
+	if (st->row_index < st->nrows)
 	{
-		json_t	   *obj = json_array_get(st->rows, st->row_index++);
+		size_t		r = st->row_index++;
+		json_t	   *obj = st->rows ? json_array_get(st->rows, r) : NULL;
 
-		if ((st->seen || st->shared_pages) && !crm_check_seen(st, obj))
-			return crm_next_row(st, slot);
-		crmJsonObjectToRow(obj, st->cols, st->ncols, st->col_values, st->col_nulls);
+		if (st->seen || st->shared_pages)
+		{
+			CrmRowKey	key;
+
+			if (obj)
+				crmJsonRowKey(obj, &key);
+			else
+				key = st->keys[r];
+			if (!crm_check_seen(st, &key))
+				return crm_next_row(st, slot);
+		}
+		if (obj)
+			crmJsonObjectToRow(obj, st->cols, st->ncols, st->col_values, st->col_nulls);
 		st->rows_returned++;
 	}
 	else if (st->csv && st->csv_row)
@@ -1253,6 +1263,7 @@ crmReScanForeignScan(ForeignScanState *node)
 	crmHttpCancelPrefetch();
 	st->requests_built = false;
 	st->rows = NULL;
+	st->nrows = 0;
 	st->csv = NULL;
 	MemoryContextReset(st->batch_cxt);
 }

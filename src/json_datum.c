@@ -28,6 +28,7 @@
 #include <limits.h>
 
 #include "catalog/pg_type.h"
+#include "common/hashfn.h"
 #include "common/shortest_dec.h"
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
@@ -884,6 +885,23 @@ crm_row_id(json_t *obj)
 }
 
 /*
+ * The key of a row (an object) by which a paged scan knows it again.
+ * crmSkimPage gives the same from the text.
+ */
+void
+crmJsonRowKey(json_t *obj, CrmRowKey *key)
+{
+	json_t	   *id = json_object_get(obj, "id");
+	json_t	   *updated = json_object_get(obj, "updated_at");
+
+	key->has_id = json_is_integer(id);
+	key->id = key->has_id ? (int64) json_integer_value(id) : 0;
+	key->version = json_is_string(updated) ?
+		hash_bytes((const unsigned char *) json_string_value(updated),
+				   (int) json_string_length(updated)) : 0;
+}
+
+/*
  * Fill values[i] and nulls[i] for each cols[i] from one JSON object (an
  * appointment, or the stats document); the caller places them in the tuple
  * by attnum.  One error context callback serves the whole row.
@@ -1053,6 +1071,7 @@ crmParsePage(json_t *root, CrmResource resource, const char *path,
 				}
 			}
 
+			page->nrows = json_array_size(page->rows);
 			pagination = json_object_get(root, "pagination");
 			if (pagination != NULL && !json_is_null(pagination))
 			{
@@ -1074,6 +1093,7 @@ crmParsePage(json_t *root, CrmResource resource, const char *path,
 		case CRM_RESOURCE_STATS:
 			/* one row; columns reach "stats.pending" etc. by json_path */
 			page->rows = crm_json_wrap(root);
+			page->nrows = 1;
 			break;
 
 		case CRM_RESOURCE_EXPORT:

@@ -50,6 +50,41 @@ def test_scan_under_changes_is_complete_or_fails():
         conn.close()
 
 
+def test_count_under_changes_is_exact_or_fails():
+    """count(*) reads no column, so its pages are skimmed for the rows' keys
+    (json_skim.c) instead of parsed: the same checks must hold.  With updates
+    and inserts by updated_at, the inserts make up the total that the moved
+    rows leave short; only a row that comes back changed shows the move, and
+    the scan fails with 40001."""
+    db = module_db(__name__)
+    conn = db.connect()
+    outcomes = {}
+    try:
+        with MockProcess(rows=ROWS, seed=31) as mp:
+            create_server(conn, "instc", mp.url, schema="instc")
+            for order in ("id_asc", "updated_asc", "datetime_desc"):
+                for changes in ({"updates": 3, "inserts": 0}, {"updates": 2, "inserts": 2}):
+                    mp.mock.config(order=order, mutate_between_pages=None)
+                    before = len(mp.mock.data())
+                    mp.mock.config(mutate_between_pages=changes)
+                    case = "%s %s" % (order, changes)
+                    try:
+                        got = query(conn, "SELECT count(*) FROM instc.appointments")[0][0]
+                    except psycopg2.Error as e:
+                        assert e.pgcode == "40001", (case, e.pgcode, error_text(e))
+                        outcomes[case] = "40001"
+                        continue
+                    finally:
+                        mp.mock.config(mutate_between_pages=None)
+                    assert before <= got <= len(mp.mock.data()), (case, before, got)
+                    outcomes[case] = "complete"
+        assert outcomes["updated_asc {'updates': 3, 'inserts': 0}"] == "40001", outcomes
+        assert outcomes["updated_asc {'updates': 2, 'inserts': 2}"] == "40001", outcomes
+        assert outcomes["id_asc {'updates': 3, 'inserts': 0}"] == "complete", outcomes
+    finally:
+        conn.close()
+
+
 def test_row_moved_to_a_page_read_already_fails_the_scan():
     """Newest appointment first (an order the contract names): a row of page 4
     rescheduled later moves to page 1 after the scan has read it.  The moved

@@ -220,7 +220,7 @@ def test_parallel_scan_under_changes_is_complete_or_fails():
 def test_rows_repeated_on_the_next_page_are_returned_once():
     """Rows that a shift repeats, unchanged, on the next page (mock:
     repeated_ids), with the pages spread over the participants: each row once,
-    all of them, and no error.  ANALYZE saw 500 rows, the listing has 5,000:
+    all of them, and no error; count(*) too, in parallel and in one process.  ANALYZE saw 500 rows, the listing has 5,000:
     the shared set, sized for 500, grows."""
     mock().reset()
     conn = parallel_conn()
@@ -233,6 +233,11 @@ def test_rows_repeated_on_the_next_page_are_returned_once():
             assert len(ids) == len(set(ids)) == 5000, (len(ids), len(set(ids)))
             explain = plan(conn, "SELECT id FROM remote.appointments")
             assert "Workers Launched: 0" not in explain, explain
+            # count(*) skims the pages for the rows' keys: the same rows once
+            assert is_parallel(conn, "SELECT count(*) FROM remote.appointments")
+            assert scalar(conn, "SELECT count(*) FROM remote.appointments") == 5000
+            execute(conn, "SET max_parallel_workers_per_gather = 0")
+            assert scalar(conn, "SELECT count(*) FROM remote.appointments") == 5000
         finally:
             mock().reset()
     finally:
