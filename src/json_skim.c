@@ -20,6 +20,7 @@
 #include "crm_fdw.h"
 
 #include "common/hashfn.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 
 /* Deeper documents are left to jansson (its own limit is 2048). */
@@ -42,6 +43,9 @@ typedef struct SkimKeys
 	size_t		len[SKIM_MAX_KEYS];
 } SkimKeys;
 
+/* Reads the value of an object's member named key (len bytes). */
+typedef bool (*SkimMember) (SkimState *s, const char *key, size_t len, void *arg);
+
 static bool skim_value(SkimState *s);
 
 static inline void
@@ -60,23 +64,6 @@ skim_expect(SkimState *s, char c)
 	if (s->p >= s->end || *s->p != c)
 		return false;
 	s->p++;
-	return true;
-}
-
-static inline bool
-skim_continuation(SkimState *s, int n, unsigned char lo, unsigned char hi)
-{
-	const unsigned char *u = (const unsigned char *) s->p;
-	int			i;
-
-	if (s->end - s->p < n + 1 || u[1] < lo || u[1] > hi)
-		return false;
-	for (i = 2; i <= n; i++)
-	{
-		if (u[i] < 0x80 || u[i] > 0xBF)
-			return false;
-	}
-	s->p += n + 1;
 	return true;
 }
 
@@ -109,8 +96,8 @@ skim_hex4(SkimState *s, int *code)
 /*
  * A string at s->p (its opening quote).  *start and *len give its raw bytes
  * between the quotes, *escaped whether they hold an escape (then they are not
- * its value).  UTF-8 is checked as jansson checks it: no overlong form, no
- * surrogate, nothing past U+10FFFF; a \u surrogate must be a proper pair.
+ * its value).  UTF-8 is checked as jansson checks it, and a \u surrogate must
+ * be a proper pair.
  */
 static bool
 skim_string(SkimState *s, const char **start, size_t *len, bool *escaped)
@@ -129,13 +116,10 @@ skim_string(SkimState *s, const char **start, size_t *len, bool *escaped)
 			return true;
 		}
 		if (c >= 0x20 && c < 0x80 && c != '\\')
-		{
 			s->p++;
-			continue;
-		}
-		if (c < 0x20)
+		else if (c < 0x20)
 			return false;
-		if (c == '\\')
+		else if (c == '\\')
 		{
 			int			code;
 
@@ -168,53 +152,29 @@ skim_string(SkimState *s, const char **start, size_t *len, bool *escaped)
 				default:
 					return false;
 			}
-			continue;
-		}
-		if (c >= 0xC2 && c <= 0xDF)
-		{
-			if (!skim_continuation(s, 1, 0x80, 0xBF))
-				return false;
-		}
-		else if (c == 0xE0)
-		{
-			if (!skim_continuation(s, 2, 0xA0, 0xBF))
-				return false;
-		}
-		else if (c == 0xED)
-		{
-			if (!skim_continuation(s, 2, 0x80, 0x9F))
-				return false;
-		}
-		else if (c >= 0xE1 && c <= 0xEF)
-		{
-			if (!skim_continuation(s, 2, 0x80, 0xBF))
-				return false;
-		}
-		else if (c == 0xF0)
-		{
-			if (!skim_continuation(s, 3, 0x90, 0xBF))
-				return false;
-		}
-		else if (c >= 0xF1 && c <= 0xF3)
-		{
-			if (!skim_continuation(s, 3, 0x80, 0xBF))
-				return false;
-		}
-		else if (c == 0xF4)
-		{
-			if (!skim_continuation(s, 3, 0x80, 0x8F))
-				return false;
 		}
 		else
-			return false;
+		{
+			/*
+			 * A multibyte character: jansson's checks are PostgreSQL's (no
+			 * overlong form, no surrogate, nothing past U+10FFFF).
+			 */
+			int			n = pg_utf_mblen((const unsigned char *) s->p);
+
+			if (n < 2 || s->end - s->p < n ||
+				!pg_utf8_islegal((const unsigned char *) s->p, n))
+				return false;
+			s->p += n;
+		}
 	}
 	return false;
 }
 
 /*
  * A number.  An integer of up to 18 digits (which strtoll takes exactly) sets
- * *is_integer and *value; a fraction without exponent is read as a real that
- * cannot overflow.  Longer integers and exponents are left to jansson.
+ * *is_integer and *value; with a fraction (no exponent) the 18 digits of the
+ * integral part keep the real far from overflow.  Longer integers and
+ * exponents are left to jansson.
  */
 static bool
 skim_number(SkimState *s, bool *is_integer, int64 *value)
@@ -341,8 +301,12 @@ skim_open(SkimState *s, char close, bool *empty)
 	return true;
 }
 
+/*
+ * An object at s->p, each member's value read by member (given its key and
+ * arg), or skipped when member is NULL.
+ */
 static bool
-skim_object(SkimState *s)
+skim_members(SkimState *s, SkimMember member, void *arg)
 {
 	SkimKeys	keys;
 	bool		empty;
@@ -350,14 +314,15 @@ skim_object(SkimState *s)
 	const char *key;
 	size_t		len;
 
-	if (!skim_open(s, '}', &empty))
+	if (*s->p != '{' || !skim_open(s, '}', &empty))
 		return false;
 	if (empty)
 		return true;
 	keys.n = 0;
 	do
 	{
-		if (!skim_key(s, &keys, &key, &len) || !skim_value(s) ||
+		if (!skim_key(s, &keys, &key, &len) ||
+			!(member ? member(s, key, len, arg) : skim_value(s)) ||
 			!skim_next(s, '}', &more))
 			return false;
 	} while (more);
@@ -396,7 +361,7 @@ skim_value(SkimState *s)
 	switch (*s->p)
 	{
 		case '{':
-			return skim_object(s);
+			return skim_members(s, NULL, NULL);
 		case '[':
 			return skim_array(s);
 		case '"':
@@ -415,57 +380,33 @@ skim_value(SkimState *s)
 #define SKIM_KEY_IS(key, len, word) \
 	((len) == sizeof(word) - 1 && memcmp((key), (word), (len)) == 0)
 
-/* One row: its key as crmJsonRowKey would give it. */
+/* A member of a row: "id" and "updated_at" make its key (CrmRowKey *arg). */
 static bool
-skim_row(SkimState *s, CrmRowKey *rk)
+skim_row_member(SkimState *s, const char *key, size_t len, void *arg)
 {
-	SkimKeys	keys;
-	bool		empty;
-	bool		more;
-	const char *key;
-	size_t		len;
+	CrmRowKey  *rk = (CrmRowKey *) arg;
 
-	rk->has_id = false;
-	rk->id = 0;
-	rk->version = 0;
-	if (*s->p != '{' || !skim_open(s, '}', &empty))
-		return false;
-	if (empty)
-		return true;
-	keys.n = 0;
-	do
+	if (SKIM_KEY_IS(key, len, "id") &&
+		(*s->p == '-' || (*s->p >= '0' && *s->p <= '9')))
 	{
-		if (!skim_key(s, &keys, &key, &len))
+		if (!skim_number(s, &rk->has_id, &rk->id))
 			return false;
-		if (SKIM_KEY_IS(key, len, "id") && *s->p != '"')
-		{
-			if (*s->p == '-' || (*s->p >= '0' && *s->p <= '9'))
-			{
-				if (!skim_number(s, &rk->has_id, &rk->id))
-					return false;
-				if (!rk->has_id)
-					rk->id = 0;	/* a real: no key */
-			}
-			else if (!skim_value(s))
-				return false;
-		}
-		else if (SKIM_KEY_IS(key, len, "updated_at") && *s->p == '"')
-		{
-			const char *str;
-			size_t		slen;
-			bool		escaped;
+		if (!rk->has_id)
+			rk->id = 0;			/* a real: no key */
+		return true;
+	}
+	if (SKIM_KEY_IS(key, len, "updated_at") && *s->p == '"')
+	{
+		const char *str;
+		size_t		slen;
+		bool		escaped;
 
-			if (!skim_string(s, &str, &slen, &escaped) || escaped)
-				return false;
-			rk->version = hash_bytes((const unsigned char *) str, (int) slen);
-		}
-		else if (!skim_value(s))
+		if (!skim_string(s, &str, &slen, &escaped) || escaped)
 			return false;
-		if (!skim_next(s, '}', &more))
-			return false;
-	} while (more);
-	s->depth--;
-	return true;
+		rk->version = hash_bytes((const unsigned char *) str, (int) slen);
+		return true;
+	}
+	return skim_value(s);
 }
 
 /* "data": the rows, each an object. */
@@ -473,6 +414,7 @@ static bool
 skim_rows(SkimState *s, CrmPage *page)
 {
 	size_t		allocated = 128;
+	CrmRowKey  *key;
 	bool		empty;
 	bool		more;
 
@@ -491,65 +433,77 @@ skim_rows(SkimState *s, CrmPage *page)
 			page->keys = repalloc(page->keys, sizeof(CrmRowKey) * allocated);
 		}
 		skim_ws(s);
-		if (s->p >= s->end || !skim_row(s, &page->keys[page->nrows++]) ||
-			!skim_next(s, ']', &more))
+		if (s->p >= s->end)
+			return false;
+		key = &page->keys[page->nrows++];
+		key->has_id = false;
+		key->id = 0;
+		key->version = 0;
+		if (!skim_members(s, skim_row_member, key) || !skim_next(s, ']', &more))
 			return false;
 	} while (more);
 	s->depth--;
 	return true;
 }
 
+/* What the envelope's members have told so far. */
+typedef struct SkimEnvelope
+{
+	CrmPage    *page;
+	int			pagination_fields;
+	bool		have_data;
+} SkimEnvelope;
+
 /*
- * "pagination": the three fields as plain non-negative integers; any other
- * form (a string, a real, a negative or missing field) is left to
+ * A member of "pagination": the three fields as plain non-negative integers;
+ * any other form (a string, a real, a negative number) is left to
  * crmParsePage, which takes some and explains the rest.
  */
 static bool
-skim_pagination(SkimState *s, CrmPage *page)
+skim_pagination_member(SkimState *s, const char *key, size_t len, void *arg)
 {
-	SkimKeys	keys;
-	bool		empty;
-	bool		more;
-	const char *key;
-	size_t		len;
-	int			found = 0;
+	SkimEnvelope *env = (SkimEnvelope *) arg;
+	int64	   *field;
+	bool		is_integer;
 
-	if (*s->p == 'n')
-		return skim_literal(s, "null", 4);
-	if (*s->p != '{' || !skim_open(s, '}', &empty) || empty)
-		return false;			/* an empty one has no total */
-	keys.n = 0;
-	do
+	if (SKIM_KEY_IS(key, len, "total"))
+		field = &env->page->total;
+	else if (SKIM_KEY_IS(key, len, "current_page"))
+		field = &env->page->current_page;
+	else if (SKIM_KEY_IS(key, len, "last_page"))
+		field = &env->page->last_page;
+	else
+		return skim_value(s);
+	env->pagination_fields++;
+	return *s->p >= '0' && *s->p <= '9' &&
+		skim_number(s, &is_integer, field) && is_integer;
+}
+
+/* A member of the response object. */
+static bool
+skim_envelope_member(SkimState *s, const char *key, size_t len, void *arg)
+{
+	SkimEnvelope *env = (SkimEnvelope *) arg;
+
+	if (SKIM_KEY_IS(key, len, "data"))
 	{
-		int64	   *field = NULL;
-
-		if (!skim_key(s, &keys, &key, &len))
+		env->have_data = true;
+		return skim_rows(s, env->page);
+	}
+	if (SKIM_KEY_IS(key, len, "pagination"))
+	{
+		if (*s->p == 'n')
+			return skim_literal(s, "null", 4);
+		/* a field missing is left to crmParsePage to explain */
+		if (!skim_members(s, skim_pagination_member, env) ||
+			env->pagination_fields != 3)
 			return false;
-		if (SKIM_KEY_IS(key, len, "total"))
-			field = &page->total;
-		else if (SKIM_KEY_IS(key, len, "current_page"))
-			field = &page->current_page;
-		else if (SKIM_KEY_IS(key, len, "last_page"))
-			field = &page->last_page;
-		if (field != NULL)
-		{
-			bool		is_integer;
-
-			if (*s->p < '0' || *s->p > '9' ||
-				!skim_number(s, &is_integer, field) || !is_integer)
-				return false;
-			found++;
-		}
-		else if (!skim_value(s))
-			return false;
-		if (!skim_next(s, '}', &more))
-			return false;
-	} while (more);
-	s->depth--;
-	if (found != 3)
-		return false;
-	page->has_pagination = true;
-	return true;
+		env->page->has_pagination = true;
+		return true;
+	}
+	if (SKIM_KEY_IS(key, len, "success") && *s->p == 'f')
+		return false;			/* the API reported failure */
+	return skim_value(s);
 }
 
 /*
@@ -562,49 +516,20 @@ bool
 crmSkimPage(const char *text, size_t len, CrmPage *page)
 {
 	SkimState	s;
-	SkimKeys	keys;
-	bool		empty;
-	bool		more;
-	bool		have_data = false;
-	const char *key;
-	size_t		klen;
+	SkimEnvelope env;
 
 	memset(page, 0, sizeof(CrmPage));
 	crmJsonSkipBom(&text, &len);
 	s.p = text;
 	s.end = text + len;
 	s.depth = 0;
+	env.page = page;
+	env.pagination_fields = 0;
+	env.have_data = false;
 
 	skim_ws(&s);
-	if (s.p >= s.end || *s.p != '{' || !skim_open(&s, '}', &empty) || empty)
+	if (s.p >= s.end || !skim_members(&s, skim_envelope_member, &env))
 		return false;
-	keys.n = 0;
-	do
-	{
-		if (!skim_key(&s, &keys, &key, &klen))
-			return false;
-		if (SKIM_KEY_IS(key, klen, "data"))
-		{
-			if (!skim_rows(&s, page))
-				return false;
-			have_data = true;
-		}
-		else if (SKIM_KEY_IS(key, klen, "pagination"))
-		{
-			if (!skim_pagination(&s, page))
-				return false;
-		}
-		else if (SKIM_KEY_IS(key, klen, "success") && *s.p == 'f')
-			return false;		/* the API reported failure */
-		else if (!skim_value(&s))
-			return false;
-		if (!skim_next(&s, '}', &more))
-			return false;
-	} while (more);
 	skim_ws(&s);
-	if (s.p != s.end || !have_data)
-		return false;
-	if (!page->has_pagination)
-		page->total = page->current_page = page->last_page = 0;
-	return true;
+	return s.p == s.end && env.have_data;
 }

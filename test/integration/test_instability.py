@@ -11,43 +11,53 @@ from helpers import MockProcess, create_server, error_text, module_db, query
 ROWS = 1200
 
 
-def _scan(conn):
-    try:
-        return [r[0] for r in query(conn, "SELECT id FROM inst.appointments")], None
-    except psycopg2.Error as e:
-        return None, e
+ORDERS = ("id_asc", "id_desc", "updated_asc", "datetime_desc")
+CHANGES = ({"updates": 3, "inserts": 0}, {"updates": 2, "inserts": 2})
 
 
-def test_scan_under_changes_is_complete_or_fails():
+def _under_changes(server, sql, check):
+    """Run sql (on a new server and schema of that name) under each order and
+    each kind of change between its pages.
+    A case fails with 40001, or check(case, rows, before, after) judges its
+    rows against the ids before and after.  Returns the outcome of each case."""
     db = module_db(__name__)
     conn = db.connect()
     outcomes = {}
     try:
         with MockProcess(rows=ROWS, seed=31) as mp:
-            create_server(conn, "inst", mp.url, schema="inst")
-            for order in ("id_asc", "id_desc", "updated_asc", "datetime_desc"):
-                for changes in ({"updates": 3, "inserts": 0}, {"updates": 2, "inserts": 2}):
+            create_server(conn, server, mp.url, schema=server)
+            for order in ORDERS:
+                for changes in CHANGES:
                     mp.mock.config(order=order, mutate_between_pages=None)
                     before = {r["id"] for r in mp.mock.data()}
                     mp.mock.config(mutate_between_pages=changes)
-                    ids, err = _scan(conn)
-                    mp.mock.config(mutate_between_pages=None)
-                    after = {r["id"] for r in mp.mock.data()}
                     case = "%s %s" % (order, changes)
-                    if err is not None:
-                        assert err.pgcode == "40001", (case, err.pgcode, error_text(err))
-                        assert "changed while it was read" in error_text(err), error_text(err)
+                    try:
+                        rows = query(conn, sql)
+                    except psycopg2.Error as e:
+                        assert e.pgcode == "40001", (case, e.pgcode, error_text(e))
+                        assert "changed while it was read" in error_text(e), error_text(e)
                         outcomes[case] = "40001"
                         continue
-                    assert len(ids) == len(set(ids)), "%s: a row came twice" % case
-                    got = set(ids)
-                    assert before <= got <= after, "%s: %d rows missing" % (case, len(before - got))
+                    finally:
+                        mp.mock.config(mutate_between_pages=None)
+                    check(case, rows, before, {r["id"] for r in mp.mock.data()})
                     outcomes[case] = "complete"
-        # updates move rows only when the order is by updated_at: that scan
-        # must have noticed
-        assert outcomes["updated_asc {'updates': 3, 'inserts': 0}"] == "40001", outcomes
     finally:
         conn.close()
+    return outcomes
+
+
+def test_scan_under_changes_is_complete_or_fails():
+    def check(case, rows, before, after):
+        ids = [r[0] for r in rows]
+        assert len(ids) == len(set(ids)), "%s: a row came twice" % case
+        assert before <= set(ids) <= after, "%s: %d rows missing" % (case, len(before - set(ids)))
+
+    outcomes = _under_changes("inst", "SELECT id FROM inst.appointments", check)
+    # updates move rows only when the order is by updated_at: that scan
+    # must have noticed
+    assert outcomes["updated_asc {'updates': 3, 'inserts': 0}"] == "40001", outcomes
 
 
 def test_count_under_changes_is_exact_or_fails():
@@ -56,33 +66,13 @@ def test_count_under_changes_is_exact_or_fails():
     and inserts by updated_at, the inserts make up the total that the moved
     rows leave short; only a row that comes back changed shows the move, and
     the scan fails with 40001."""
-    db = module_db(__name__)
-    conn = db.connect()
-    outcomes = {}
-    try:
-        with MockProcess(rows=ROWS, seed=31) as mp:
-            create_server(conn, "instc", mp.url, schema="instc")
-            for order in ("id_asc", "updated_asc", "datetime_desc"):
-                for changes in ({"updates": 3, "inserts": 0}, {"updates": 2, "inserts": 2}):
-                    mp.mock.config(order=order, mutate_between_pages=None)
-                    before = len(mp.mock.data())
-                    mp.mock.config(mutate_between_pages=changes)
-                    case = "%s %s" % (order, changes)
-                    try:
-                        got = query(conn, "SELECT count(*) FROM instc.appointments")[0][0]
-                    except psycopg2.Error as e:
-                        assert e.pgcode == "40001", (case, e.pgcode, error_text(e))
-                        outcomes[case] = "40001"
-                        continue
-                    finally:
-                        mp.mock.config(mutate_between_pages=None)
-                    assert before <= got <= len(mp.mock.data()), (case, before, got)
-                    outcomes[case] = "complete"
-        assert outcomes["updated_asc {'updates': 3, 'inserts': 0}"] == "40001", outcomes
-        assert outcomes["updated_asc {'updates': 2, 'inserts': 2}"] == "40001", outcomes
-        assert outcomes["id_asc {'updates': 3, 'inserts': 0}"] == "complete", outcomes
-    finally:
-        conn.close()
+    def check(case, rows, before, after):
+        assert len(before) <= rows[0][0] <= len(after), (case, len(before), rows[0][0])
+
+    outcomes = _under_changes("instc", "SELECT count(*) FROM instc.appointments", check)
+    assert outcomes["updated_asc {'updates': 3, 'inserts': 0}"] == "40001", outcomes
+    assert outcomes["updated_asc {'updates': 2, 'inserts': 2}"] == "40001", outcomes
+    assert outcomes["id_asc {'updates': 3, 'inserts': 0}"] == "complete", outcomes
 
 
 def test_row_moved_to_a_page_read_already_fails_the_scan():
