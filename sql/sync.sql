@@ -218,9 +218,17 @@ SELECT count(*) AS requests_for_30 FROM mock.requests() WHERE path LIKE '%/appoi
 -- does not have, so that nothing lists them and, once it answers, 404 resolves them.
 INSERT INTO crm.sync_errors (server_name, external_appointment_id, error_message)
   SELECT 'mockapi', i, 'planted' FROM generate_series(4000, 4002) i;
-SELECT mock.config('{"fault": {"mode": "503", "count": -1, "path": "/appointments/400"}}');
+SELECT mock.config('{"fault": {"mode": "500", "count": -1, "path": "/appointments/400"}}');
 SELECT status, split_part(error_message, ' after', 1) AS error FROM crm_sync_now('mockapi');
 SELECT external_appointment_id, retry_count, resolved_at IS NULL AS open FROM crm.sync_errors
+ WHERE external_appointment_id >= 4000 ORDER BY 1;
+-- a 503 or a 429 is the remote's state, not the row's: the sync fails at
+-- the first id, and no retry is counted
+SELECT mock.config('{"fault": {"mode": "503", "count": -1, "path": "/appointments/400"}}');
+SELECT status, split_part(error_message, ' after', 1) AS error FROM crm_sync_now('mockapi');
+SELECT mock.config('{"fault": {"mode": "429", "count": -1, "path": "/appointments/400", "retry_after_seconds": 0}}');
+SELECT status, error_message FROM crm_sync_now('mockapi');
+SELECT external_appointment_id, retry_count FROM crm.sync_errors
  WHERE external_appointment_id >= 4000 ORDER BY 1;
 -- a GET by id that times out is the server unreachable (HV00N), not the row:
 -- the sync fails at the first id, and no retry is counted

@@ -103,6 +103,8 @@ static HTAB *crm_rate_states = NULL;
 /* The request sent ahead: its URL (TopMemoryContext) and connection. */
 static char *crm_ahead_url = NULL;
 static const CrmConnInfo *crm_ahead_conn = NULL;
+/* The HTTP status that failed the last crmHttpGet, or 0. */
+static long crm_failed_status = 0;
 
 static void crm_http_init(void);
 static void crm_http_detach(void);
@@ -185,6 +187,7 @@ crmHttpGet(CrmConnInfo *conn, const char *path_and_query, bool allow_404,
 		stats = &local_stats;
 	}
 	memset(resp, 0, sizeof(*resp));
+	crm_failed_status = 0;
 
 	if (conn->opts.url == NULL || conn->opts.url[0] == '\0')
 		ereport(ERROR,
@@ -1378,6 +1381,16 @@ crm_http_raise_curl_error(CrmConnInfo *conn, const char *path, CURLcode rc,
 }
 
 /*
+ * The HTTP status that failed the last crmHttpGet, after its retries; 0 when
+ * it succeeded or failed otherwise (network, timeout, cancel).
+ */
+long
+crmHttpFailedStatus(void)
+{
+	return crm_failed_status;
+}
+
+/*
  * crm_http_raise_status_error
  *		Raise the ERROR for an HTTP status that is not a success, after the
  *		retries it deserved.
@@ -1393,6 +1406,7 @@ crm_http_raise_status_error(CrmConnInfo *conn, const char *path, long status,
 {
 	char	   *detail = crm_http_describe_body(status, status == 422);
 
+	crm_failed_status = status;
 	crm_http_discard_body();
 
 	if (status == 401 || status == 403)
