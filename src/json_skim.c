@@ -22,6 +22,7 @@
 #include "common/hashfn.h"
 #include "mb/pg_wchar.h"
 #include "miscadmin.h"
+#include "utils/memutils.h"
 
 /* Deeper documents are left to jansson (its own limit is 2048). */
 #define SKIM_MAX_DEPTH	32
@@ -430,7 +431,8 @@ skim_rows(SkimState *s, CrmPage *page)
 		if (page->nrows == allocated)
 		{
 			allocated *= 2;
-			page->keys = repalloc(page->keys, sizeof(CrmRowKey) * allocated);
+			/* max_response_bytes allows pages of more than 2^25 rows */
+			page->keys = repalloc_huge(page->keys, sizeof(CrmRowKey) * allocated);
 		}
 		skim_ws(s);
 		if (s->p >= s->end)

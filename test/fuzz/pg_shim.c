@@ -248,14 +248,14 @@ pfree(void *pointer)
 	shim_unlink_free(shim_chunk_of(pointer, "pfree"));
 }
 
-void *
-repalloc(void *pointer, Size size)
+static void *
+shim_realloc(void *pointer, Size size, bool huge)
 {
 	ShimChunk  *chunk = shim_chunk_of(pointer, "repalloc");
 	ShimChunk  *moved;
 	Size		old = chunk->size;
 
-	if (!AllocSizeIsValid(size))
+	if (huge ? !AllocHugeSizeIsValid(size) : !AllocSizeIsValid(size))
 		elog(ERROR, "invalid memory alloc request size %zu", size);
 	if (shim_in_callbacks && size > old)
 		shim_callback_bytes += size - old;
@@ -278,6 +278,18 @@ repalloc(void *pointer, Size size)
 	if (size > old)
 		memset((char *) (moved + 1) + old, 0xA5, size - old);
 	return moved + 1;
+}
+
+void *
+repalloc(void *pointer, Size size)
+{
+	return shim_realloc(pointer, size, false);
+}
+
+void *
+repalloc_huge(void *pointer, Size size)
+{
+	return shim_realloc(pointer, size, true);
 }
 
 char *
