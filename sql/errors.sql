@@ -52,6 +52,13 @@ SELECT mock.config('{"fault": {"mode": "invalid_json", "count": 1}}');
 SELECT try_scan();
 SELECT mock.config('{"fault": {"mode": "html200", "count": 1}}');
 SELECT try_scan();
+-- count(*) reads no column, so it skims its pages (json_skim.c); a bad page
+-- still gets the error of the full parse
+SELECT mock.config('{"fault": {"mode": "invalid_json", "count": -1}}');
+SELECT count(*) FROM remote.appointments;
+SELECT mock.config('{"fault": {"mode": "html200", "count": -1}}');
+SELECT count(*) FROM remote.appointments;
+SELECT mock.config('{"fault": null}');
 SELECT mock.config('{"fault": {"mode": "wrong_types", "count": 1}}');
 SELECT try_scan($$SELECT id, duration_minutes FROM remote.appointments$$);
 SELECT mock.config('{"fault": {"mode": "wrong_types", "count": 1}}');
