@@ -230,15 +230,19 @@ SELECT mock.config('{"fault": {"mode": "429", "count": -1, "path": "/appointment
 SELECT status, error_message FROM crm_sync_now('mockapi');
 SELECT external_appointment_id, retry_count FROM crm.sync_errors
  WHERE external_appointment_id >= 4000 ORDER BY 1;
--- a GET by id that times out is the server unreachable (HV00N), not the row:
--- the sync fails at the first id, and no retry is counted
+-- a GET by id that times out is that row's failure, so that an appointment
+-- the remote hangs on cannot stop every sync; a remote that hangs on every id
+-- fails the sync at the third, as above
+RESET crm_fdw.max_row_retries;
 ALTER SERVER mockapi OPTIONS (SET timeout_ms '200', ADD max_retries '0');
 SELECT mock.config('{"fault": {"mode": "hang", "count": -1, "path": "/appointments/400", "hang_seconds": 1}}');
 SELECT status, error_message FROM crm_sync_now('mockapi');
-SELECT external_appointment_id, retry_count FROM crm.sync_errors
- WHERE external_appointment_id >= 4000 ORDER BY 1;
+SELECT mock.config('{"fault": {"mode": "hang", "count": -1, "path": "/appointments/4002", "hang_seconds": 1}}');
+SELECT status, records_failed FROM crm_sync_now('mockapi');
+SELECT external_appointment_id, retry_count, resolved_at IS NULL AS open,
+       split_part(error_message, E'\n', 1) AS error
+  FROM crm.sync_errors WHERE external_appointment_id >= 4000 ORDER BY 1;
 ALTER SERVER mockapi OPTIONS (SET timeout_ms '5000', DROP max_retries);
-RESET crm_fdw.max_row_retries;
 SELECT mock.config('{"fault": null}');
 SELECT mock.mutate('{"update": [30], "fields": {"duration_minutes": 45}}')->'updated' AS fixed;
 SELECT status, records_failed FROM crm_sync_now('mockapi');

@@ -119,10 +119,12 @@ extern void crmHttpGet(CrmConnInfo *conn, const char *path_and_query,
 					   bool allow_404, CrmHttpResponse *resp,
 					   CrmHttpStats *stats);
 /*
- * The HTTP status that failed the last crmHttpGet, or 0: 429 and 5xx share
- * SQLSTATE HV000, and the sync tells the remote's state from one row's.
+ * How the last crmHttpGet failed: its HTTP status, or 0; whether it timed
+ * out.  429 and 5xx share SQLSTATE HV000, a timeout and a refused connection
+ * HV00N; the sync tells the remote's state from one row's by these.
  */
 extern long crmHttpFailedStatus(void);
+extern bool crmHttpTimedOut(void);
 /*
  * Send GET <url><path_and_query> ahead, for the next crmHttpGet of the same
  * URL and connection; crmHttpCancelPrefetch drops it.

@@ -103,8 +103,9 @@ static HTAB *crm_rate_states = NULL;
 /* The request sent ahead: its URL (TopMemoryContext) and connection. */
 static char *crm_ahead_url = NULL;
 static const CrmConnInfo *crm_ahead_conn = NULL;
-/* The HTTP status that failed the last crmHttpGet, or 0. */
+/* How the last crmHttpGet failed: its HTTP status (or 0), or timed out. */
 static long crm_failed_status = 0;
+static bool crm_failed_timeout = false;
 
 static void crm_http_init(void);
 static void crm_http_detach(void);
@@ -188,6 +189,7 @@ crmHttpGet(CrmConnInfo *conn, const char *path_and_query, bool allow_404,
 	}
 	memset(resp, 0, sizeof(*resp));
 	crm_failed_status = 0;
+	crm_failed_timeout = false;
 
 	if (conn->opts.url == NULL || conn->opts.url[0] == '\0')
 		ereport(ERROR,
@@ -1341,6 +1343,7 @@ crm_http_raise_curl_error(CrmConnInfo *conn, const char *path, CURLcode rc,
 
 	detail = pstrdup(crm_errbuf[0] != '\0' ? crm_errbuf : curl_easy_strerror(rc));
 
+	crm_failed_timeout = (rc == CURLE_OPERATION_TIMEDOUT);
 	if (rc == CURLE_OPERATION_TIMEDOUT)
 		ereport(ERROR,
 				(errcode(ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION),
@@ -1388,6 +1391,13 @@ long
 crmHttpFailedStatus(void)
 {
 	return crm_failed_status;
+}
+
+/* Whether the last crmHttpGet failed by timing out, after its retries. */
+bool
+crmHttpTimedOut(void)
+{
+	return crm_failed_timeout;
 }
 
 /*

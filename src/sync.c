@@ -340,15 +340,18 @@ crm_sync_fetch_one(CrmSyncRun *run, int64 id, bool mark_missing)
  * the remote cannot be reached, refuses the token, is rate-limiting us or
  * says it is unavailable (HTTP 429, 502-504: every request would fail, so
  * the sync fails and holds its cursor), nor a cancel or a shortage here.
- * Anything else (another HTTP error for that id after its retries, a body
- * that does not parse) is, and must not stop every sync from now on; unless
- * several ids fail one after another (CRM_SYNC_MAX_ID_FAILURES).
+ * Anything else (another HTTP error for that id after its retries, a
+ * timeout, a body that does not parse) is, and must not stop every sync from
+ * now on; unless several ids fail one after another
+ * (CRM_SYNC_MAX_ID_FAILURES), as when the remote hangs on every request.
  */
 static bool
-crm_sync_row_error(int sqlerrcode, long http_status)
+crm_sync_row_error(int sqlerrcode, long http_status, bool timed_out)
 {
 	if (http_status == 429 || (http_status >= 502 && http_status <= 504))
 		return false;
+	if (timed_out)
+		return true;
 	switch (ERRCODE_TO_CATEGORY(sqlerrcode))
 	{
 		case ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION:
@@ -434,7 +437,8 @@ crm_sync_fetch_listed(CrmSyncRun *run, const char *query, bool mark_missing,
 			MemoryContextSwitchTo(cxt);
 			edata = CopyErrorData();
 			/* several ids failing in a row: the remote's fault, not theirs */
-			if (!crm_sync_row_error(edata->sqlerrcode, crmHttpFailedStatus()) ||
+			if (!crm_sync_row_error(edata->sqlerrcode, crmHttpFailedStatus(),
+									crmHttpTimedOut()) ||
 				++failed_in_a_row >= CRM_SYNC_MAX_ID_FAILURES)
 			{
 				FreeErrorData(edata);
