@@ -207,8 +207,11 @@ SET crm_fdw.max_row_retries = 2;
 SELECT status, records_failed FROM crm_sync_now('mockapi');
 SELECT external_appointment_id, error_type, retry_count, dead_letter, split_part(error_message, E'\n', 1) AS error
   FROM crm.sync_errors WHERE resolved_at IS NULL ORDER BY id;
+-- so is an answer for it that does not parse
+SELECT mock.config('{"fault": {"mode": "invalid_json", "count": -1, "path": "/appointments/30"}}');
 SELECT status, records_failed FROM crm_sync_now('mockapi');
-SELECT external_appointment_id, retry_count, dead_letter FROM crm.sync_errors WHERE resolved_at IS NULL ORDER BY id;
+SELECT external_appointment_id, retry_count, dead_letter, split_part(error_message, E'\n', 1) AS error
+  FROM crm.sync_errors WHERE resolved_at IS NULL ORDER BY id;
 -- a dead letter is not asked for again
 SELECT mock.clear_log();
 SELECT status, records_failed FROM crm_sync_now('mockapi');
@@ -228,6 +231,8 @@ SELECT mock.config('{"fault": {"mode": "503", "count": -1, "path": "/appointment
 SELECT status, split_part(error_message, ' after', 1) AS error FROM crm_sync_now('mockapi');
 SELECT mock.config('{"fault": {"mode": "429", "count": -1, "path": "/appointments/400", "retry_after_seconds": 0}}');
 SELECT status, error_message FROM crm_sync_now('mockapi');
+SELECT mock.config('{"fault": {"mode": "502html", "count": -1, "path": "/appointments/400"}}');
+SELECT status, split_part(error_message, ' after', 1) AS error FROM crm_sync_now('mockapi');
 SELECT external_appointment_id, retry_count FROM crm.sync_errors
  WHERE external_appointment_id >= 4000 ORDER BY 1;
 -- a GET by id that times out is that row's failure, so that an appointment

@@ -96,6 +96,7 @@ typedef struct CrmHttpStats
 	int64		requests;		/* attempts sent, retries included */
 	int64		retries;
 	int64		pages;			/* successful responses */
+	int64		pages_skimmed;	/* of them, read for rows' keys alone (json_skim.c) */
 	int64		bytes;			/* body bytes received */
 	int64		rate_limited;	/* 429 responses received */
 } CrmHttpStats;
@@ -178,7 +179,6 @@ extern Datum crmJsonToDatum(json_t *value, CrmColumn *col, int64 row_id,
 extern void crmJsonObjectToRow(json_t *obj, CrmColumn *cols, int ncols,
 							   Datum *values, bool *nulls);
 
-/* One parsed response of a JSON resource. */
 /* What a paged scan keeps of a row to skip it when it comes back unchanged. */
 typedef struct CrmRowKey
 {
@@ -189,6 +189,7 @@ typedef struct CrmRowKey
 
 extern void crmJsonRowKey(json_t *obj, CrmRowKey *key);
 
+/* One parsed response of a JSON resource. */
 typedef struct CrmPage
 {
 	json_t	   *rows;			/* array of objects (borrowed from the document) */

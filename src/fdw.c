@@ -740,6 +740,7 @@ crm_start_requests(CrmScanState *st)
 	st->page = 0;
 	st->more_pages = true;
 	st->rows = NULL;
+	st->keys = NULL;
 	st->nrows = 0;
 	st->csv = NULL;
 	st->max_total = -1;
@@ -948,6 +949,7 @@ crm_fetch_next(CrmScanState *st)
 
 	MemoryContextReset(st->batch_cxt);
 	st->rows = NULL;
+	st->keys = NULL;
 	st->nrows = 0;
 	st->csv = NULL;
 	oldcxt = MemoryContextSwitchTo(st->batch_cxt);
@@ -994,8 +996,10 @@ crm_fetch_next(CrmScanState *st)
 		CrmPage		page;
 
 		/* a scan returning no column needs only the rows' keys */
-		if (st->ncols > 0 || st->resource == CRM_RESOURCE_STATS ||
-			!crmSkimPage(resp.body, resp.body_len, &page))
+		if (st->ncols == 0 && st->resource != CRM_RESOURCE_STATS &&
+			crmSkimPage(resp.body, resp.body_len, &page))
+			st->stats.pages_skimmed++;
+		else
 			crmParsePage(crmJsonParse(resp.body, resp.body_len, path),
 						 st->resource, path, &page);
 		st->rows = page.rows;
@@ -1263,6 +1267,7 @@ crmReScanForeignScan(ForeignScanState *node)
 	crmHttpCancelPrefetch();
 	st->requests_built = false;
 	st->rows = NULL;
+	st->keys = NULL;
 	st->nrows = 0;
 	st->csv = NULL;
 	MemoryContextReset(st->batch_cxt);
@@ -1316,6 +1321,9 @@ crmExplainForeignScan(ForeignScanState *node, ExplainState *es)
 	{
 		ExplainPropertyInteger("Remote Requests Sent", NULL, st->stats.requests, es);
 		ExplainPropertyInteger("Remote Pages", NULL, st->stats.pages, es);
+		/* only a scan that returns no column skims */
+		if (st->stats.pages_skimmed > 0)
+			ExplainPropertyInteger("Remote Pages Skimmed", NULL, st->stats.pages_skimmed, es);
 		ExplainPropertyInteger("Remote Retries", NULL, st->stats.retries, es);
 		ExplainPropertyInteger("Remote Bytes Received", NULL, st->stats.bytes, es);
 	}
@@ -1427,6 +1435,7 @@ crm_add_stats(CrmHttpStats *to, CrmHttpStats *from)
 	to->requests += from->requests;
 	to->retries += from->retries;
 	to->pages += from->pages;
+	to->pages_skimmed += from->pages_skimmed;
 	to->bytes += from->bytes;
 	to->rate_limited += from->rate_limited;
 	memset(from, 0, sizeof(CrmHttpStats));

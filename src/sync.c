@@ -348,10 +348,6 @@ crm_sync_fetch_one(CrmSyncRun *run, int64 id, bool mark_missing)
 static bool
 crm_sync_row_error(int sqlerrcode, long http_status, bool timed_out)
 {
-	if (http_status == 429 || (http_status >= 502 && http_status <= 504))
-		return false;
-	if (timed_out)
-		return true;
 	switch (ERRCODE_TO_CATEGORY(sqlerrcode))
 	{
 		case ERRCODE_INVALID_AUTHORIZATION_SPECIFICATION:
@@ -360,8 +356,13 @@ crm_sync_row_error(int sqlerrcode, long http_status, bool timed_out)
 		case ERRCODE_INTERNAL_ERROR:
 			return false;
 	}
-	return sqlerrcode != ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION &&
-		sqlerrcode != ERRCODE_FDW_OUT_OF_MEMORY;
+	/* http.c's SQLSTATEs, told apart by how the GET failed */
+	if (sqlerrcode == ERRCODE_FDW_UNABLE_TO_ESTABLISH_CONNECTION)
+		return timed_out;
+	if (sqlerrcode == ERRCODE_FDW_ERROR &&
+		(http_status == 429 || (http_status >= 502 && http_status <= 504)))
+		return false;
+	return sqlerrcode != ERRCODE_FDW_OUT_OF_MEMORY;
 }
 
 /* Count and note an id whose GET failed, as a row that failed to store is. */

@@ -204,13 +204,13 @@ class Report:
             ["limit: raw transfer of every page"] + [fmt_sum(rates(d[n], n, "raw_s")) for n in self.sizes],
             ["**crm_fdw** `SELECT count(*) FROM remote.appointments`"]
             + [fmt_sum(rates(d[n], n, "fdw_count_s")) for n in self.sizes],
-            ["crm_fdw ÷ limit"] + [fmt_ratio(ratio(rates(d[n], n, "fdw_count_s"), rates(d[n], n, "raw_s")))
+            ["count(*) ÷ limit"] + [fmt_ratio(ratio(rates(d[n], n, "fdw_count_s"), rates(d[n], n, "raw_s")))
                                    for n in self.sizes],
             ["count(*): parallel workers planned (after `ANALYZE`; the leader takes part too)"]
             + [fmt_sum(summary(runs(d[n], "fdw_count_workers"))) for n in self.sizes],
             ["**crm_fdw** every column of every row (`COPY (SELECT * …) TO STDOUT`)"]
             + [fmt_sum(rates(d[n], n, "fdw_all_s")) for n in self.sizes],
-            ["crm_fdw ÷ limit"] + [fmt_ratio(ratio(rates(d[n], n, "fdw_all_s"), rates(d[n], n, "raw_s")))
+            ["every column ÷ limit"] + [fmt_ratio(ratio(rates(d[n], n, "fdw_all_s"), rates(d[n], n, "raw_s")))
                                    for n in self.sizes],
             ["limit: jansson parse of every page, one core (bench/lib/jansson_limit.c)"]
             + [fmt_sum(rates(d[n], n, "jansson_s")) for n in self.sizes],

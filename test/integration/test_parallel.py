@@ -41,9 +41,14 @@ def is_parallel(conn, sql):
     return "Parallel Foreign Scan" in explain
 
 
-def requests_sent(explain):
+def explain_count(explain, key):
+    """The sum of an EXPLAIN ANALYZE property of the scans, e.g. "Remote Pages"."""
     return sum(int(line.split(":")[1]) for line in explain.splitlines()
-               if "Remote Requests Sent" in line)
+               if line.strip().startswith(key + ":"))
+
+
+def requests_sent(explain):
+    return explain_count(explain, "Remote Requests Sent")
 
 
 def test_plain_scan_is_parallel_and_reads_each_page_once():
@@ -233,11 +238,17 @@ def test_rows_repeated_on_the_next_page_are_returned_once():
             assert len(ids) == len(set(ids)) == 5000, (len(ids), len(set(ids)))
             explain = plan(conn, "SELECT id FROM remote.appointments")
             assert "Workers Launched: 0" not in explain, explain
-            # count(*) skims the pages for the rows' keys: the same rows once
-            assert is_parallel(conn, "SELECT count(*) FROM remote.appointments")
-            assert scalar(conn, "SELECT count(*) FROM remote.appointments") == 5000
-            execute(conn, "SET max_parallel_workers_per_gather = 0")
-            assert scalar(conn, "SELECT count(*) FROM remote.appointments") == 5000
+            assert explain_count(explain, "Remote Pages Skimmed") == 0, explain
+            # count(*) skims every page for the rows' keys: the same rows once
+            count = "SELECT count(*) FROM remote.appointments"
+            for parallel in (True, False):
+                if not parallel:
+                    execute(conn, "SET max_parallel_workers_per_gather = 0")
+                assert is_parallel(conn, count) == parallel
+                assert scalar(conn, count) == 5000
+                explain = plan(conn, count)
+                pages = explain_count(explain, "Remote Pages")
+                assert pages >= 50 and explain_count(explain, "Remote Pages Skimmed") == pages, explain
         finally:
             mock().reset()
     finally:
